@@ -1,0 +1,4 @@
+"""Neural-network layers: ``lucid.nn.functional`` and (soon) the Module facade."""
+from . import functional
+
+__all__ = ["functional"]

@@ -1,0 +1,208 @@
+"""Explicit, splittable random keys (JAX style), plus a small global-state convenience API.
+
+A key is a ``uint32`` array of shape ``(2,)``. Keys are split, never reused:
+
+    >>> key = lucid.random.key(0)
+    >>> k1, k2 = lucid.random.split(key)
+    >>> w = lucid.random.normal(k1, (3, 3))
+
+Bits come from NumPy's Philox counter-based generator through ``random_raw``, whose
+stream is fixed by NumPy's compatibility policy for bit generators; every
+transformation to floats is done here, so results are identical across runs,
+platforms and NumPy versions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["key", "PRNGKey", "is_key", "split", "fold_in", "bits", "uniform", "normal",
+           "truncated_normal", "bernoulli", "permutation", "randint", "seed", "randn", "rand"]
+
+_DOMAIN_SPLIT, _DOMAIN_FOLD, _DOMAIN_BITS = 0, 1, 2
+_FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def key(seed: int) -> np.ndarray:
+    """A new key from an integer seed (any Python int; taken modulo 2**64)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"lucid.random.key: expected an integer seed, got {type(seed).__name__}")
+    s = int(seed) % (1 << 64)
+    return np.array([s >> 32, s & 0xFFFFFFFF], dtype=np.uint32)
+
+
+PRNGKey = key
+
+
+def is_key(x) -> bool:
+    """True when ``x`` is a lucid key (uint32 array of shape (2,))."""
+    return isinstance(x, np.ndarray) and x.dtype == np.uint32 and x.shape == (2,)
+
+
+def _check_key(k, fn: str) -> int:
+    if not is_key(k):
+        got = (f"array of dtype {k.dtype} and shape {k.shape}" if isinstance(k, np.ndarray)
+               else type(k).__name__)
+        raise TypeError(f"lucid.random.{fn}: expected a key (uint32 array of shape (2,), "
+                        f"from lucid.random.key), got {got}")
+    return (int(k[0]) << 32) | int(k[1])
+
+
+def _raw(k64: int, domain: int, data: int, n: int) -> np.ndarray:
+    gen = np.random.Philox(key=np.array([k64, (domain << 32) | data], dtype=np.uint64))
+    return gen.random_raw(n).astype(np.uint64) if n else np.zeros(0, np.uint64)
+
+
+def _as_key(word) -> np.ndarray:
+    w = int(word)
+    return np.array([w >> 32, w & 0xFFFFFFFF], dtype=np.uint32)
+
+
+def split(k, num: int = 2) -> np.ndarray:
+    """Split a key into ``num`` new independent keys, shape ``(num, 2)``."""
+    k64 = _check_key(k, "split")
+    if not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"lucid.random.split: num must be a positive int, got {num!r}")
+    raw = _raw(k64, _DOMAIN_SPLIT, 0, int(num))
+    return np.stack([_as_key(w) for w in raw])
+
+
+def fold_in(k, data: int) -> np.ndarray:
+    """A new key deterministically derived from ``k`` and an integer ``data`` (0 <= data < 2**32)."""
+    k64 = _check_key(k, "fold_in")
+    if not isinstance(data, (int, np.integer)) or not 0 <= int(data) < (1 << 32):
+        raise ValueError(f"lucid.random.fold_in: data must be an int in [0, 2**32), got {data!r}")
+    return _as_key(_raw(k64, _DOMAIN_FOLD, int(data), 1)[0])
+
+
+def _shape(shape, fn):
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError as e:
+        raise TypeError(f"lucid.random.{fn}: shape must be a tuple of ints, got {shape!r}") from e
+    if any(s < 0 for s in shape):
+        raise ValueError(f"lucid.random.{fn}: shape must be non-negative, got {shape}")
+    return shape
+
+
+def _dtype(dtype, fn):
+    dt = np.dtype(dtype)
+    if dt.type not in _FLOAT_DTYPES:
+        raise TypeError(f"lucid.random.{fn}: dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def bits(k, shape=()) -> np.ndarray:
+    """Uniform random uint64 bits of the given shape."""
+    shape = _shape(shape, "bits")
+    n = int(np.prod(shape, dtype=np.int64))
+    return _raw(_check_key(k, "bits"), _DOMAIN_BITS, 0, n).reshape(shape)
+
+
+def _unit(k, shape, fn) -> np.ndarray:
+    """float64 uniform in [0, 1) with 53 random bits."""
+    shape = _shape(shape, fn)
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = _raw(_check_key(k, fn), _DOMAIN_BITS, 0, n)
+    return ((raw >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))).reshape(shape)
+
+
+def uniform(k, shape=(), dtype=np.float32, minval=0.0, maxval=1.0) -> np.ndarray:
+    """Uniform samples in ``[minval, maxval)``."""
+    dt = _dtype(dtype, "uniform")
+    u = _unit(k, shape, "uniform")
+    return (minval + (maxval - minval) * u).astype(dt)
+
+
+def _standard_normal(k, shape, fn) -> np.ndarray:
+    shape = _shape(shape, fn)
+    n = int(np.prod(shape, dtype=np.int64))
+    m = (n + 1) // 2
+    u = _unit(k, (2 * m,), fn)
+    u1, u2 = 1.0 - u[:m], u[m:]          # u1 in (0, 1]: log is finite
+    r = np.sqrt(-2.0 * np.log(u1))
+    z = np.concatenate([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)])
+    return z[:n].reshape(shape)
+
+
+def normal(k, shape=(), dtype=np.float32) -> np.ndarray:
+    """Standard normal samples (Box-Muller over Philox bits)."""
+    dt = _dtype(dtype, "normal")
+    return _standard_normal(k, shape, "normal").astype(dt)
+
+
+def truncated_normal(k, lower=-2.0, upper=2.0, shape=(), dtype=np.float32) -> np.ndarray:
+    """Standard normal samples truncated to ``[lower, upper]`` (JAX argument order).
+
+    Samples outside the bounds are redrawn from keys folded in from ``k``, so the
+    result is a deterministic function of ``k``.
+    """
+    dt = _dtype(dtype, "truncated_normal")
+    if not lower < upper:
+        raise ValueError(f"lucid.random.truncated_normal: need lower < upper, got {lower}, {upper}")
+    shape = _shape(shape, "truncated_normal")
+    z = _standard_normal(k, shape, "truncated_normal").ravel()
+    bad = (z < lower) | (z > upper)
+    round_ = 0
+    while bad.any():
+        round_ += 1
+        if round_ > 1000:
+            raise ValueError("lucid.random.truncated_normal: bounds reject almost every sample; "
+                             f"got lower={lower}, upper={upper}")
+        fresh = _standard_normal(fold_in(k, round_), (int(bad.sum()),), "truncated_normal")
+        z[bad] = fresh
+        bad = (z < lower) | (z > upper)
+    return z.reshape(shape).astype(dt)
+
+
+def bernoulli(k, p=0.5, shape=()) -> np.ndarray:
+    """Boolean samples that are True with probability ``p``."""
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"lucid.random.bernoulli: p must be in [0, 1], got {p}")
+    return _unit(k, shape, "bernoulli") < float(p)
+
+
+def permutation(k, n: int) -> np.ndarray:
+    """A random permutation of ``range(n)`` (int64)."""
+    return np.argsort(_unit(k, (int(n),), "permutation"), kind="stable")
+
+
+def randint(k, shape, minval: int, maxval: int) -> np.ndarray:
+    """Integers uniform in ``[minval, maxval)`` (int64)."""
+    if maxval <= minval:
+        raise ValueError(f"lucid.random.randint: need minval < maxval, got {minval}, {maxval}")
+    u = _unit(k, shape, "randint")
+    return (minval + np.floor(u * (maxval - minval))).astype(np.int64)
+
+
+# ---- global-state convenience (documentation examples call lucid.random.randn(1, 3, 224, 224)) ----
+_global_key = key(0)
+
+
+def seed(n: int) -> None:
+    """Reset the global key used by :func:`randn` and :func:`rand`."""
+    global _global_key
+    _global_key = key(n)
+
+
+def _next_global():
+    global _global_key
+    _global_key, sub = split(_global_key)
+    return sub
+
+
+def _varargs_shape(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+
+
+def randn(*shape) -> np.ndarray:
+    """float32 standard normal samples from the global key, e.g. ``randn(1, 3, 224, 224)``."""
+    shape = _varargs_shape(shape)
+    return normal(_next_global(), shape, np.float32)
+
+
+def rand(*shape) -> np.ndarray:
+    """float32 uniform [0, 1) samples from the global key."""
+    shape = _varargs_shape(shape)
+    return uniform(_next_global(), shape, np.float32)
