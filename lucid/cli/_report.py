@@ -1,0 +1,69 @@
+"""Progress bars, per-epoch logs (JSON and CSV) and the loss/accuracy curves picture."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+from ..io import atomic_write
+
+__all__ = ["EpochBar", "write_logs", "plot_curves"]
+
+
+class EpochBar:
+    """A tqdm bar over one epoch's steps showing running loss, accuracy and images/s."""
+
+    def __init__(self, epoch: int, epochs: int, total: int, done: int, quiet: bool):
+        self.bar = None
+        if not quiet:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}",
+                            unit="step", leave=False, dynamic_ncols=True)
+
+    def update(self, *, loss: float, acc: float, ips: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.3f}", img_s=f"{ips:.0f}", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def write_logs(out: str, history: list[dict]) -> None:
+    """Write ``log.json``, ``log.csv`` and ``curves.png`` into ``out`` (each atomically)."""
+    with atomic_write(os.path.join(out, "log.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    if history:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+        with atomic_write(os.path.join(out, "log.csv"), "w") as f:
+            f.write(buf.getvalue())
+        plot_curves(history, os.path.join(out, "curves.png"))
+
+
+def plot_curves(history: list[dict], path: str) -> None:
+    """Loss (left) and accuracy (right) per epoch, train and held-out, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax_loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="held-out")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train")
+    ax_acc.plot(epochs, [r["test_accuracy"] for r in history], "s-", label="held-out")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)

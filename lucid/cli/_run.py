@@ -1,0 +1,215 @@
+"""A training run: configuration, data, model, optimizer, the epoch loop and its checkpoints.
+
+Every random choice is a pure function of the seed, the epoch and the step (batch
+order: ``fold_in(data_key, epoch)``; augmentation: ``fold_in(aug_key, step)``; drop
+path: ``fold_in(train_key, step)``), so a run resumed from any checkpoint ends with
+exactly the parameters of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+from .. import random as lrandom
+from ..checkpoint import (CheckpointError, load_checkpoint, restore_leaves, restore_tree,
+                          save_checkpoint)
+from ..training import NonFiniteLossError, TrainState, evaluate, make_train_step, step_key
+from . import UserError
+from ._data import load_datasets
+from ._model import build_model
+from ._report import EpochBar, write_logs
+
+CHECKPOINT = "last.safetensors"
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Every setting that determines a run (saved in its checkpoints)."""
+    model: str = "convnext"
+    depths: list | None = None
+    dims: list | None = None
+    data: str = "synthetic"
+    image_size: int = 32
+    epochs: int = 6
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    weight_decay: float = 0.05
+    clip_norm: float = 1.0
+    drop_path: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    train_size: int = 6000
+    test_size: int = 1000
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "image_size", "train_size", "test_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.drop_path < 1:
+            raise UserError(f"--drop-path must be in [0, 1), got {self.drop_path}")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+def _keys(seed: int) -> dict:
+    k_init, k_data, k_aug, k_train = lrandom.split(lrandom.key(seed), 4)
+    return {"init": k_init, "data": k_data, "aug": k_aug, "train": k_train}
+
+
+class Run:
+    """A training run in progress; build with :meth:`start` or :meth:`resume`, then :meth:`fit`."""
+
+    def __init__(self, cfg: RunConfig, out: str, checkpoint_every: int = 0, quiet: bool = False):
+        cfg.check()
+        self.cfg, self.out, self.quiet = cfg, out, quiet
+        self.checkpoint_every = max(0, int(checkpoint_every))
+        self.keys = _keys(cfg.seed)
+        self.train_set, self.test_set = load_datasets(cfg)
+        if cfg.batch_size > len(self.train_set):
+            raise UserError(f"--batch-size {cfg.batch_size} is larger than the training set "
+                            f"({len(self.train_set)} images); use a smaller batch size")
+        self.steps_per_epoch = len(self.train_set) // cfg.batch_size
+        self.model = build_model(cfg, num_classes=len(self.train_set.classes))
+        self.optimizer = _optimizer(cfg, self.steps_per_epoch)
+        self.train_step = make_train_step(self.model.apply, self.optimizer,
+                                          label_smoothing=cfg.label_smoothing)
+        self.epoch, self.batch, self.history = 0, 0, []
+        self.partial = {"loss": 0.0, "correct": 0.0, "count": 0, "seconds": 0.0}
+
+    @classmethod
+    def start(cls, cfg: RunConfig, out: str, **kw) -> "Run":
+        run = cls(cfg, out, **kw)
+        params, state = run.model.init(run.keys["init"])
+        run.ts = TrainState(params, state, run.optimizer.init(params), 0)
+        return run
+
+    @classmethod
+    def resume(cls, path: str, out: str, **kw) -> "Run":
+        try:
+            flat_p, flat_s, opt_leaves, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            raise UserError(f"cannot resume: {e}") from None
+        run = cls(RunConfig(**meta["config"]), out, **kw)
+        params_t, state_t = run.model.init(run.keys["init"])
+        try:
+            params = restore_tree(params_t, flat_p, "params")
+            state = restore_tree(state_t, flat_s, "state")
+            opt_state = restore_leaves(run.optimizer.init(params), opt_leaves, "optimizer state")
+        except CheckpointError as e:
+            raise UserError(f"cannot resume from {path}: {e}") from None
+        run.ts = TrainState(params, state, opt_state, int(meta["step"]))
+        run.epoch, run.batch = int(meta["epoch"]), int(meta["batch"])
+        run.history, run.partial = meta["history"], meta["partial"]
+        if not run.quiet:
+            print(f"resuming {path} at epoch {run.epoch + 1}, step {run.ts.step}")
+        return run
+
+    def fit(self, stop_after_step: int | None = None) -> dict:
+        """Train until ``cfg.epochs`` (or, for tests, until ``stop_after_step`` steps)."""
+        os.makedirs(self.out, exist_ok=True)
+        while self.epoch < self.cfg.epochs:
+            if self._train_epoch(stop_after_step):
+                return {"stopped_at_step": self.ts.step}
+            self._end_epoch()
+        self.model.save_weights(self.ts.params, self.ts.state, os.path.join(self.out, "model.safetensors"))
+        last = self.history[-1] if self.history else {}
+        return {"epochs": self.cfg.epochs, "steps": self.ts.step,
+                "test_accuracy": last.get("test_accuracy"), "out": self.out}
+
+    def _train_epoch(self, stop_after_step) -> bool:
+        from ..data import batches
+        cfg, p = self.cfg, self.partial
+        order_key = lrandom.fold_in(self.keys["data"], self.epoch)
+        bar = EpochBar(self.epoch, cfg.epochs, self.steps_per_epoch, self.batch, self.quiet)
+        for x, y in batches(self.train_set, cfg.batch_size, key=order_key, shuffle=True,
+                            drop_last=True, start_batch=self.batch, augment=cfg.augment,
+                            augment_key=lrandom.fold_in(self.keys["aug"], self.epoch)):
+            t0 = time.perf_counter()
+            try:
+                self.ts, loss, acc = self.train_step(self.ts, x, y, step_key(self.keys["train"], self.ts.step))
+            except NonFiniteLossError as e:
+                bar.close()
+                raise UserError(f"{e}: training diverged; lower --lr (now {cfg.lr}) or raise "
+                                "--clip-norm's effect by setting it, e.g. --clip-norm 1") from None
+            dt = time.perf_counter() - t0
+            n = len(y)
+            p["loss"] += loss * n
+            p["correct"] += acc * n
+            p["count"] += n
+            p["seconds"] += dt
+            self.batch += 1
+            bar.update(loss=p["loss"] / p["count"], acc=p["correct"] / p["count"], ips=n / dt)
+            if self.checkpoint_every and self.ts.step % self.checkpoint_every == 0 \
+                    and self.batch < self.steps_per_epoch:
+                self._save()
+            if stop_after_step is not None and self.ts.step >= stop_after_step:
+                bar.close()
+                return True
+        bar.close()
+        return False
+
+    def _end_epoch(self) -> None:
+        from ..data import batches
+        p = self.partial
+        ev = evaluate(self.model.apply, self.ts.params, self.ts.state,
+                      batches(self.test_set, min(256, len(self.test_set)), shuffle=False))
+        row = {"epoch": self.epoch + 1, "step": self.ts.step,
+               "lr": float(self.optimizer_lr(self.ts.step)),
+               "train_loss": p["loss"] / max(p["count"], 1),
+               "train_accuracy": p["correct"] / max(p["count"], 1),
+               "test_loss": ev["loss"], "test_accuracy": ev["accuracy"],
+               "images_per_second": p["count"] / max(p["seconds"], 1e-9),
+               "seconds": p["seconds"]}
+        self.history.append(row)
+        if not self.quiet:
+            print(f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
+                  f"train acc {row['train_accuracy']:.3f}  held-out loss {row['test_loss']:.4f}  "
+                  f"held-out acc {row['test_accuracy']:.3f}  {row['images_per_second']:.0f} img/s")
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.partial = {"loss": 0.0, "correct": 0.0, "count": 0, "seconds": 0.0}
+        self._save()
+        write_logs(self.out, self.history)
+
+    def optimizer_lr(self, step: int) -> float:
+        return _lr_schedule(self.cfg, self.steps_per_epoch)(step)
+
+    def _save(self) -> None:
+        meta = {"config": dataclasses.asdict(self.cfg), "step": self.ts.step, "epoch": self.epoch,
+                "batch": self.batch, "history": self.history, "partial": self.partial,
+                "key": [int(v) for v in lrandom.key(self.cfg.seed)],
+                "classes": list(self.train_set.classes), "family": self.model.family}
+        save_checkpoint(os.path.join(self.out, CHECKPOINT), params=self.ts.params,
+                        state=self.ts.state, opt_state=self.ts.opt_state, meta=meta)
+
+
+def _lr_schedule(cfg: RunConfig, steps_per_epoch: int):
+    from .. import optim
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "constant":
+        return optim.constant_schedule(cfg.lr)
+    if cfg.schedule == "step":
+        return optim.step_schedule(cfg.lr, step_size=max(1, math.ceil(total / 3)), gamma=0.1)
+    warmup = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    return optim.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total, end_value=cfg.lr * 1e-2)
+
+
+def _optimizer(cfg: RunConfig, steps_per_epoch: int):
+    from .. import optim
+    lr = _lr_schedule(cfg, steps_per_epoch)
+    if cfg.optimizer == "adamw":
+        core = optim.adamw(lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        core = optim.adam(lr)
+    else:
+        core = optim.sgd(lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.clip_norm and cfg.clip_norm > 0:
+        return optim.chain(optim.clip_by_global_norm(cfg.clip_norm), core)
+    return core

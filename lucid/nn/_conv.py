@@ -1,0 +1,315 @@
+"""2-D convolution (``lucid.nn.functional.conv2d``), with PyTorch's semantics.
+
+One primitive, ``_conv2d``, works in channels-last (NHWC) internally and picks one of
+four paths, each a forward with its backward right below it:
+
+* depthwise (groups == C_in == C_out): direct Numba kernels over contiguous channels;
+* pointwise (1x1, stride 1, no padding, groups 1): one BLAS GEMM over (N*H*W, C);
+* patchify (kernel == stride, no padding, groups 1; ConvNeXt's stem and downsamples):
+  space-to-depth + one GEMM; rows/columns that do not fill a patch are dropped;
+* general (any groups, stride, padding): im2col + one GEMM per group; backward col2im.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._autodiff import Tracer, primitive
+from .._backend import kernels
+
+__all__ = ["conv2d"]
+
+K = kernels("conv")
+_OP = "lucid.nn.functional.conv2d"
+_FLOAT = (np.float32, np.float64)
+
+
+class _Geometry(NamedTuple):
+    """Static shape facts of one convolution (NHWC input, OIHW weight)."""
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    groups: int
+    Ho: int
+    Wo: int
+
+
+# ----------------------------------------------------------------------------- depthwise
+
+def _depthwise(x, w, b, geo):
+    """groups == C_in == C_out: w (C, 1, kh, kw) is used as (kh, kw, C)."""
+    N, _, _, C = x.shape
+    wk = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+    bias = b if b is not None else np.zeros(C, x.dtype)
+    out = np.empty((N, geo.Ho, geo.Wo, C), x.dtype)
+    K.depthwise_fwd(x, wk, bias, geo.sh, geo.sw, geo.pt, geo.pl, out)
+
+    def backward(g):
+        gx = np.empty_like(x)
+        K.depthwise_bwd_x(g, wk, geo.sh, geo.sw, geo.pt, geo.pl, gx)
+        gwk, gb = np.empty_like(wk), np.empty_like(bias)
+        K.depthwise_bwd_w(g, x, geo.sh, geo.sw, geo.pt, geo.pl, gwk, gb)
+        gw = np.ascontiguousarray(gwk.transpose(2, 0, 1))[:, None]
+        return gx, gw, (gb if b is not None else None)
+
+    return out, backward
+
+
+# ----------------------------------------------------------------------------- pointwise
+
+def _pointwise(x, w, b, geo):
+    """1x1, stride 1, unpadded, groups 1: out (N*H*W, O) = x (N*H*W, C) @ w (O, C).T."""
+    N, H, W, C = x.shape
+    O = w.shape[0]
+    x2, w2 = x.reshape(-1, C), w.reshape(O, C)
+    out = np.empty((N, H, W, O), x.dtype)
+    np.matmul(x2, w2.T, out=out.reshape(-1, O))
+    if b is not None:
+        out += b
+
+    def backward(g):
+        g2 = g.reshape(-1, O)
+        gx = np.matmul(g2, w2).reshape(x.shape)
+        gw = np.matmul(g2.T, x2).reshape(w.shape)
+        return gx, gw, (g2.sum(axis=0) if b is not None else None)
+
+    return out, backward
+
+
+# ----------------------------------------------------------------------------- patchify
+
+def _patchify(x, w, b, geo):
+    """kernel == stride, unpadded, groups 1: space-to-depth, then one GEMM."""
+    N, _, _, C = x.shape
+    O = w.shape[0]
+    cols = np.empty((N * geo.Ho * geo.Wo, geo.kh * geo.kw * C), x.dtype)
+    K.space_to_depth(x, geo.kh, geo.kw, geo.Ho, geo.Wo, cols)
+    wmat = _weight_matrix(w, 1)[0]
+    out = np.empty((N, geo.Ho, geo.Wo, O), x.dtype)
+    np.matmul(cols, wmat, out=out.reshape(-1, O))
+    if b is not None:
+        out += b
+
+    def backward(g):
+        g2 = g.reshape(-1, O)
+        gw = _weight_from_matrix(np.matmul(cols.T, g2)[None], w.shape)
+        gx = np.empty_like(x)
+        K.depth_to_space(np.matmul(g2, wmat.T), geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
+        return gx, gw, (g2.sum(axis=0) if b is not None else None)
+
+    return out, backward
+
+
+def _weight_matrix(w, groups):
+    """OIHW -> (G, kh*kw*Cg, Og), rows ordered (i, j, c) like the patch columns."""
+    O, Cg, kh, kw = w.shape
+    wg = w.reshape(groups, O // groups, Cg, kh, kw).transpose(0, 3, 4, 2, 1)
+    return np.ascontiguousarray(wg).reshape(groups, kh * kw * Cg, O // groups)
+
+
+def _weight_from_matrix(wmat, shape):
+    """The inverse of _weight_matrix: (G, kh*kw*Cg, Og) -> OIHW."""
+    O, Cg, kh, kw = shape
+    G = wmat.shape[0]
+    wg = wmat.reshape(G, kh, kw, Cg, O // G).transpose(0, 4, 3, 1, 2)
+    return np.ascontiguousarray(wg).reshape(shape)
+
+
+# ----------------------------------------------------------------------------- general
+
+def _general(x, w, b, geo):
+    """Any groups, stride and padding: im2col per group, then a batched GEMM."""
+    N, _, _, C = x.shape
+    O, G = w.shape[0], geo.groups
+    M = N * geo.Ho * geo.Wo
+    wmat = _weight_matrix(w, G)
+    cols = _im2col(x, geo)
+    out = np.empty((N, geo.Ho, geo.Wo, O), x.dtype)
+    if G == 1:
+        np.matmul(cols[0], wmat[0], out=out.reshape(M, O))
+    else:  # (G, M, Og) -> (M, G, Og) is exactly NHWC's channel order g*Og + o
+        out.reshape(M, G, O // G)[...] = np.matmul(cols, wmat).transpose(1, 0, 2)
+    del cols  # kh*kw times the input's size: recomputed in backward, not kept
+    if b is not None:
+        out += b
+
+    def backward(g):
+        gg = g.reshape(M, G, O // G).transpose(1, 0, 2)
+        gw = _weight_from_matrix(np.matmul(_im2col(x, geo).transpose(0, 2, 1), gg), w.shape)
+        gx = np.empty_like(x)
+        K.col2im(np.matmul(gg, wmat.transpose(0, 2, 1)), geo.kh, geo.kw, geo.sh, geo.sw,
+                 geo.pt, geo.pl, geo.Ho, geo.Wo, gx)
+        gb = g.reshape(M, O).sum(axis=0) if b is not None else None
+        return gx, gw, gb
+
+    return out, backward
+
+
+def _im2col(x, geo):
+    N, _, _, C = x.shape
+    G = geo.groups
+    cols = np.empty((G, N * geo.Ho * geo.Wo, geo.kh * geo.kw * (C // G)), x.dtype)
+    K.im2col(x, geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.Ho, geo.Wo, cols)
+    return cols
+
+
+_PATHS = {"depthwise": _depthwise, "pointwise": _pointwise, "patchify": _patchify,
+          "general": _general}
+
+
+def _select_path(c_in, c_out, geo):
+    """The name of the fastest path that computes this convolution exactly."""
+    unpadded = geo.pt == geo.pb == geo.pl == geo.pr == 0
+    if geo.groups == c_in == c_out:
+        return "depthwise"
+    if geo.groups == 1 and unpadded and (geo.kh, geo.kw) == (geo.sh, geo.sw):
+        return "pointwise" if geo.kh == geo.kw == 1 else "patchify"
+    return "general"
+
+
+# ----------------------------------------------------------------------------- primitive
+
+@primitive(name="nn.functional.conv2d")
+def _conv2d(x, w, b, *, geo, channels_last):
+    """The convolution on validated arrays; mixed float32/float64 computes in float64."""
+    dtype = np.result_type(*(a.dtype for a in (x, w, b) if a is not None))
+    in_dtypes = [None if a is None else a.dtype for a in (x, w, b)]
+    xh = x if channels_last else x.transpose(0, 2, 3, 1)
+    xh = np.ascontiguousarray(xh, dtype=dtype)
+    w = np.ascontiguousarray(w, dtype=dtype)
+    b = None if b is None else np.ascontiguousarray(b, dtype=dtype)
+    out, backward = _PATHS[_select_path(xh.shape[3], w.shape[0], geo)](xh, w, b, geo)
+    if not channels_last:
+        out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+    def vjp(g):
+        gh = g if channels_last else g.transpose(0, 2, 3, 1)
+        grads = backward(np.ascontiguousarray(gh, dtype=dtype))
+        if not channels_last:
+            grads = (np.ascontiguousarray(grads[0].transpose(0, 3, 1, 2)),) + grads[1:]
+        return tuple(None if gr is None else gr.astype(dt, copy=False)
+                     for gr, dt in zip(grads, in_dtypes))
+
+    return out, vjp
+
+
+# ----------------------------------------------------------------------------- public API
+
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
+    """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
+
+    Args:
+      x: input, (N, C, H, W) or with ``data_format="NHWC"`` (N, H, W, C); float32/float64.
+      w: weight (O, C // groups, kh, kw), PyTorch's OIHW layout in both data formats.
+      b: bias (O,) or None.
+      stride: int or (sh, sw), positive.
+      padding: int, (ph, pw), ((top, bottom), (left, right)), "valid", or "same"
+        (stride 1 only; an odd total goes to the bottom/right, as in PyTorch).
+      groups: number of channel groups; divides C and O.
+      data_format: "NCHW" or "NHWC"; the output uses the same layout.
+    Returns:
+      (N, O, Ho, Wo) (or (N, Ho, Wo, O)) with Ho = (H + top + bottom - kh) // sh + 1.
+      Mixed float32/float64 arguments give float64.
+    """
+    if data_format not in ("NCHW", "NHWC"):
+        raise ValueError(f"{_OP}: data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
+    x, w = _as_float(x, "x"), _as_float(w, "w")
+    b = None if b is None else _as_float(b, "b")
+    _check_ranks(x, w, b)
+    channels_last = data_format == "NHWC"
+    _, H, W, C = x.shape if channels_last else (x.shape[0], *x.shape[2:], x.shape[1])
+    O, Cg, kh, kw = w.shape
+    groups = _positive_int(groups, "groups")
+    if Cg * groups != C:
+        raise ValueError(f"{_OP}: x has {C} input channels ({data_format}) but w.shape[1] * "
+                         f"groups = {Cg} * {groups} = {Cg * groups}")
+    if O % groups:
+        raise ValueError(f"{_OP}: out channels w.shape[0] = {O} is not divisible by "
+                         f"groups = {groups}")
+    if b is not None and tuple(b.shape) != (O,):
+        raise ValueError(f"{_OP}: expected bias of shape ({O},), got {tuple(b.shape)}")
+    sh, sw = _pair(stride, "stride")
+    if sh < 1 or sw < 1:
+        raise ValueError(f"{_OP}: stride must be positive, got {stride!r}")
+    (pt, pb), (pl, pr) = _padding(padding, kh, kw, (sh, sw))
+    Ho, Wo = (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"{_OP}: kernel {kh}x{kw} is larger than the padded input "
+                         f"{H + pt + pb}x{W + pl + pr} (output would be {Ho}x{Wo})")
+    geo = _Geometry(kh, kw, sh, sw, pt, pb, pl, pr, groups, Ho, Wo)
+    return _conv2d(x, w, b, geo=geo, channels_last=channels_last)
+
+
+def _as_float(a, name):
+    """A float32/float64 ndarray (or a Tracer, which is always float) for argument ``name``."""
+    if isinstance(a, Tracer):
+        return a
+    if not isinstance(a, np.ndarray):
+        try:
+            a = np.asarray(a)
+        except Exception as e:  # noqa: BLE001 - re-raised with context
+            raise TypeError(f"{_OP}: {name} must be an array, got {type(a).__name__}") from e
+    if a.dtype.type not in _FLOAT:
+        raise TypeError(f"{_OP}: {name} must be float32 or float64, got dtype {a.dtype}")
+    return a
+
+
+def _check_ranks(x, w, b):
+    if x.ndim != 4:
+        raise ValueError(f"{_OP}: x must be 4-D (N, C, H, W) or (N, H, W, C), got shape "
+                         f"{tuple(x.shape)}")
+    if w.ndim != 4:
+        raise ValueError(f"{_OP}: w must be 4-D (out, in // groups, kh, kw), got shape "
+                         f"{tuple(w.shape)}")
+    if min(w.shape) < 1:
+        raise ValueError(f"{_OP}: w must have no empty dimension, got shape {tuple(w.shape)}")
+    if b is not None and b.ndim != 1:
+        raise ValueError(f"{_OP}: b must be 1-D (out,), got shape {tuple(b.shape)}")
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _positive_int(v, name):
+    if not _is_int(v):
+        raise TypeError(f"{_OP}: {name} must be an int, got {v!r}")
+    if v < 1:
+        raise ValueError(f"{_OP}: {name} must be positive, got {v!r}")
+    return int(v)
+
+
+def _pair(v, name):
+    """An int or a pair of ints -> (int, int)."""
+    if _is_int(v):
+        return int(v), int(v)
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(e) for e in v):
+        return int(v[0]), int(v[1])
+    raise TypeError(f"{_OP}: {name} must be an int or a pair of ints, got {v!r}")
+
+
+def _padding(padding, kh, kw, stride):
+    """Normalise ``padding`` to ((top, bottom), (left, right))."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding != "same":
+            raise ValueError(f"{_OP}: padding string must be 'same' or 'valid', got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"{_OP}: padding='same' needs stride 1, got stride {stride}")
+        return (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2))
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+            isinstance(p, (tuple, list)) for p in padding):
+        pads = tuple(_pair(p, "padding") for p in padding)
+    else:
+        ph, pw = _pair(padding, "padding")
+        pads = ((ph, ph), (pw, pw))
+    if min(min(p) for p in pads) < 0:
+        raise ValueError(f"{_OP}: padding must be non-negative, got {padding!r}")
+    return pads

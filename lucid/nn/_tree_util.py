@@ -1,0 +1,94 @@
+"""Ordered walks over parameter trees, shared by the Module facade and the models.
+
+``lucid.tree`` flattens dicts in sorted key order (JAX semantics). State dicts want
+timm's order instead (the order the model builds its dicts in), so these helpers walk
+dicts in insertion order and lists by index, and join paths with "." exactly like
+``lucid.tree.path_str``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._autodiff import Tracer
+
+
+def is_array(x) -> bool:
+    """True for a leaf array: a NumPy array, a NumPy scalar or a Tracer."""
+    return isinstance(x, (np.ndarray, np.generic, Tracer))
+
+
+def named_leaves(tree, prefix: str = "") -> list:
+    """``[(key, leaf), ...]`` in insertion order; keys are "."-joined paths."""
+    out: list = []
+    _walk(tree, prefix, out)
+    return out
+
+
+def _walk(tree, prefix, out):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            _walk(v, f"{prefix}{k}.", out)
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            _walk(v, f"{prefix}{i}.", out)
+    elif tree is not None:
+        out.append((prefix[:-1], tree))
+
+
+def merged_leaves(params, state, prefix: str = "") -> list:
+    """``[(key, leaf, is_param), ...]`` over params and state together, in model order.
+
+    At every dict the params' keys come first, then the state's own keys, so a
+    BatchNorm gives weight, bias, running_mean, running_var, num_batches_tracked (timm's order).
+    """
+    out: list = []
+    _merge(params, state, prefix, out)
+    return out
+
+
+def _merge(p, s, prefix, out):
+    if isinstance(p, dict) or isinstance(s, dict):
+        p = p if isinstance(p, dict) else {}
+        s = s if isinstance(s, dict) else {}
+        for k in list(p) + [k for k in s if k not in p]:
+            _merge(p.get(k), s.get(k), f"{prefix}{k}.", out)
+    elif isinstance(p, (list, tuple)) or isinstance(s, (list, tuple)):
+        p = p if isinstance(p, (list, tuple)) else []
+        s = s if isinstance(s, (list, tuple)) else []
+        for i in range(max(len(p), len(s))):
+            _merge(p[i] if i < len(p) else None, s[i] if i < len(s) else None,
+                   f"{prefix}{i}.", out)
+    elif p is not None:
+        out.append((prefix[:-1], p, True))
+    elif s is not None:
+        out.append((prefix[:-1], s, False))
+
+
+def map_with_key(fn, tree, prefix: str = ""):
+    """Rebuild ``tree`` with every leaf replaced by ``fn(key, leaf)`` (same containers)."""
+    if isinstance(tree, dict):
+        return {k: map_with_key(fn, v, f"{prefix}{k}.") for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [map_with_key(fn, v, f"{prefix}{i}.") for i, v in enumerate(tree)]
+    if tree is None:
+        return None
+    return fn(prefix[:-1], tree)
+
+
+def has_leaves(tree) -> bool:
+    """True when the tree holds at least one leaf."""
+    if isinstance(tree, dict):
+        return any(has_leaves(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return any(has_leaves(v) for v in tree)
+    return tree is not None
+
+
+def subtree(tree, name: str):
+    """The child ``name`` of a dict (by key) or a list (by index); ``{}`` when absent."""
+    if isinstance(tree, dict):
+        return tree.get(name, {})
+    if isinstance(tree, (list, tuple)):
+        i = int(name)
+        return tree[i] if i < len(tree) else {}
+    return {}

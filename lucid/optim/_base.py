@@ -1,0 +1,248 @@
+"""The optimizer protocol (Optax's ``GradientTransformation``) and the pytree plumbing under it.
+
+A gradient transformation is a pair of pure functions::
+
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params)
+    params = apply_updates(params, updates)
+
+Trees are walked with ``None`` treated as a *leaf* (``lucid.tree`` treats it as an
+empty subtree): ``lucid.grad`` returns ``None`` for a leaf it does not differentiate,
+and such a leaf must line up with its parameter instead of shifting every leaf after
+it. A ``None`` gradient means "no update": its update is ``None`` and its state is kept.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from ..tree import PyTreeDef, path_str
+
+__all__ = ["GradientTransformation", "EmptyState", "apply_updates", "chain", "identity",
+           "global_norm"]
+
+_FLOAT = (np.float32, np.float64)
+
+
+class GradientTransformation(NamedTuple):
+    """An optimizer or one step of one: ``init(params) -> state`` and
+    ``update(updates, state, params=None) -> (updates, state)``."""
+
+    init: Callable[[Any], Any]
+    update: Callable[..., tuple]
+
+
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
+
+
+_LEAF = PyTreeDef("leaf", None, ())
+
+
+def flatten_none(tree, path=(), leaves=None, paths=None):
+    """Flatten ``tree`` with ``None`` as a leaf; returns ``(leaves, treedef, paths)``."""
+    if leaves is None:
+        leaves, paths = [], []
+    if isinstance(tree, dict):
+        keys = sorted(tree)
+        kids = [flatten_none(tree[k], path + (k,), leaves, paths)[1] for k in keys]
+        return leaves, PyTreeDef("dict", (type(tree), tuple(keys)), kids), paths
+    if isinstance(tree, (list, tuple)):
+        kids = [flatten_none(c, path + (i,), leaves, paths)[1] for i, c in enumerate(tree)]
+        kind, aux = ("list", len(tree)) if isinstance(tree, list) else ("tuple", type(tree))
+        return leaves, PyTreeDef(kind, aux, kids), paths
+    leaves.append(tree)
+    paths.append(path)
+    return leaves, _LEAF, paths
+
+
+def flatten_up_to(treedef: PyTreeDef, tree, where: str) -> list:
+    """The leaves of ``tree`` at the leaf positions of ``treedef``.
+
+    A ``None`` where ``treedef`` has a whole subtree stands for ``None`` at each of its
+    leaves. Any other structural difference raises ``ValueError`` mentioning ``where``.
+    """
+    out: list = []
+    _up_to(treedef, tree, out, where, ())
+    return out
+
+
+def _up_to(treedef, tree, out, where, path):
+    if treedef.kind == "leaf":
+        if isinstance(tree, (dict, list, tuple)):
+            raise ValueError(f"{where}: at {_where(path)} expected an array or None, got a "
+                             f"{type(tree).__name__} (the tree does not match the parameters)")
+        out.append(tree)
+        return
+    if tree is None:
+        out.extend([None] * treedef.num_leaves)
+        return
+    if treedef.kind == "dict":
+        keys = treedef.aux[1]
+        if not isinstance(tree, dict) or len(tree) != len(keys) or set(tree) != set(keys):
+            got = sorted(map(str, tree)) if isinstance(tree, dict) else type(tree).__name__
+            raise ValueError(f"{where}: at {_where(path)} expected a dict with keys "
+                             f"{list(map(str, keys))}, got {got} (the tree does not match the "
+                             "parameters)")
+        items = zip(keys, treedef.children)
+    else:
+        if not isinstance(tree, (list, tuple)) or len(tree) != len(treedef.children):
+            got = (f"a sequence of length {len(tree)}" if isinstance(tree, (list, tuple))
+                   else f"a {type(tree).__name__}")
+            raise ValueError(f"{where}: at {_where(path)} expected a sequence of length "
+                             f"{len(treedef.children)}, got {got} (the tree does not match the "
+                             "parameters)")
+        items = enumerate(treedef.children)
+    for k, child in items:
+        _up_to(child, tree[k], out, where, path + (k,))
+
+
+def _where(path) -> str:
+    return f"'{path_str(path)}'" if path else "the root"
+
+
+def is_float_array(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.type in _FLOAT
+
+
+def zeros_like_params(params):
+    """A tree of float zeros shaped like each float leaf of ``params`` (None elsewhere)."""
+    leaves, treedef, _ = flatten_none(params)
+    return treedef.unflatten([np.zeros(p.shape, p.dtype) if is_float_array(p) else None
+                              for p in leaves])
+
+
+def as_update(name: str, path, g, like) -> np.ndarray:
+    """Check one gradient/update leaf against ``like`` (its parameter or state array) and
+    return it C-contiguous in ``like``'s dtype (the parameter's dtype always wins)."""
+    if not isinstance(g, np.ndarray):
+        try:
+            g = np.asarray(g)
+        except TypeError as e:
+            raise TypeError(f"{name}: the update at {_where(path)} is not an array: {e}") from e
+    if g.dtype.type not in _FLOAT:
+        raise TypeError(f"{name}: the update at {_where(path)} must be float32 or float64, "
+                        f"got dtype {g.dtype}")
+    if not is_float_array(like):
+        what = "None" if like is None else f"a {type(like).__name__}"
+        raise ValueError(f"{name}: got an update at {_where(path)} for a parameter or state that "
+                         f"is {what}, not a float array (state made by init for other params?)")
+    if g.shape != like.shape:
+        raise ValueError(f"{name}: the update at {_where(path)} has shape {g.shape}, but the "
+                         f"parameter/state there has shape {like.shape}")
+    return np.ascontiguousarray(g, dtype=like.dtype)
+
+
+def check_state(name: str, state, cls):
+    if not isinstance(state, cls):
+        raise TypeError(f"{name}: expected a {cls.__name__} state (from this optimizer's init), "
+                        f"got {type(state).__name__}")
+
+
+def next_count(count) -> np.ndarray:
+    return np.asarray(int(count) + 1, dtype=np.int64)
+
+
+def new_count() -> np.ndarray:
+    return np.zeros((), dtype=np.int64)
+
+
+def check_scalar(name: str, arg: str, value, lo=None, hi=None, lo_open=False, hi_open=False):
+    """A finite real number within bounds, or ``ValueError``/``TypeError`` naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name}: {arg} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    bad = (not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo))
+           or (hi is not None and (v >= hi if hi_open else v > hi)))
+    if bad:
+        span = (f"{'(' if lo_open else '['}{lo if lo is not None else '-inf'}, "
+                f"{hi if hi is not None else 'inf'}{')' if hi_open or hi is None else ']'}")
+        raise ValueError(f"{name}: {arg} must be in {span}, got {value!r}")
+    return v
+
+
+def check_learning_rate(name: str, learning_rate):
+    """A float learning rate or a schedule (callable step -> learning rate)."""
+    if callable(learning_rate):
+        return learning_rate
+    return check_scalar(name, "learning_rate", learning_rate, lo=0.0)
+
+
+def learning_rate_at(name: str, learning_rate, count) -> float:
+    """The learning rate for the update number ``count`` (Optax: schedules see 0 first)."""
+    if not callable(learning_rate):
+        return learning_rate
+    lr = learning_rate(int(count))
+    try:
+        lr = float(lr)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: the learning-rate schedule returned {lr!r} at step "
+                        f"{int(count)}, not a number") from e
+    if not math.isfinite(lr):
+        raise ValueError(f"{name}: the learning-rate schedule returned {lr} at step {int(count)}")
+    return lr
+
+
+def apply_updates(params, updates):
+    """``params + updates`` leaf by leaf, keeping each parameter's dtype.
+
+    Leaves whose update is ``None`` (and non-float leaves) are returned unchanged.
+    """
+    leaves, treedef, paths = flatten_none(params)
+    ups = flatten_up_to(treedef, updates, "lucid.optim.apply_updates")
+    out = []
+    for p, u, path in zip(leaves, ups, paths):
+        if u is None:
+            out.append(p)
+            continue
+        u = as_update("lucid.optim.apply_updates", path, u, p)
+        out.append(np.add(p, u, out=np.empty_like(p)))  # 0-d stays an array
+    return treedef.unflatten(out)
+
+
+def identity() -> GradientTransformation:
+    """The transformation that leaves updates unchanged."""
+    return GradientTransformation(lambda params: EmptyState(),
+                                  lambda updates, state, params=None: (updates, state))
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply transformations in sequence; the state is a tuple with one state per transform."""
+    for i, t in enumerate(transforms):
+        if not (isinstance(t, tuple) and len(t) == 2 and callable(t[0]) and callable(t[1])):
+            raise TypeError(f"lucid.optim.chain: argument {i} is not a GradientTransformation "
+                            f"(an (init, update) pair), got {type(t).__name__}")
+
+    def init(params):
+        return tuple(t.init(params) for t in transforms)
+
+    def update(updates, state, params=None):
+        if not isinstance(state, tuple) or len(state) != len(transforms):
+            raise ValueError(f"lucid.optim.chain: expected a state tuple of {len(transforms)} "
+                             f"states (from this chain's init), got {type(state).__name__}")
+        new_state = []
+        for t, s in zip(transforms, state):
+            updates, s = t.update(updates, s, params)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def global_norm(tree) -> float:
+    """The L2 norm of all float leaves of ``tree`` together (None leaves are skipped)."""
+    from .._backend import kernels
+    total, buf = 0.0, np.zeros(1, np.float64)
+    for leaf in flatten_none(tree)[0]:
+        if leaf is None:
+            continue
+        leaf = np.ascontiguousarray(leaf)
+        if leaf.dtype.type not in _FLOAT:
+            raise TypeError(f"lucid.optim.global_norm: leaves must be float32/float64 arrays, "
+                            f"got dtype {leaf.dtype}")
+        kernels("optim").sum_squares(leaf.reshape(-1), buf)
+        total += buf[0]
+    return math.sqrt(total)

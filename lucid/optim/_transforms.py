@@ -1,0 +1,251 @@
+"""Composable gradient transformations (Optax names): scale, Adam scaling, momentum, weight
+decay, clipping. Combine them with :func:`lucid.optim.chain`; ``adam``/``adamw``/``sgd``
+are the same maths fused into one kernel per leaf.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._backend import kernels
+from ._base import (EmptyState, GradientTransformation, as_update, check_scalar, check_state,
+                    flatten_none, flatten_up_to, global_norm, is_float_array, learning_rate_at,
+                    new_count, next_count, zeros_like_params)
+
+__all__ = ["ScaleByAdamState", "ScaleByScheduleState", "TraceState", "scale",
+           "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
+           "add_decayed_weights", "clip_by_global_norm", "default_weight_decay_mask"]
+
+K = kernels("optim")
+
+
+class ScaleByAdamState(NamedTuple):
+    """Adam's state: the update count (int64 0-d) and the first and second moments."""
+
+    count: np.ndarray
+    mu: Any
+    nu: Any
+
+
+class ScaleByScheduleState(NamedTuple):
+    count: np.ndarray
+
+
+class TraceState(NamedTuple):
+    """The momentum buffer of :func:`trace`."""
+
+    trace: Any
+
+
+def leaves_of(name: str, updates, params, *trees):
+    """Flatten ``updates`` and ``trees`` against the structure of ``params`` (or of ``updates``).
+
+    Returns ``(treedef, paths, ref_leaves, update_leaves, [tree_leaves, ...])``.
+    """
+    ref = updates if params is None else params
+    ref_leaves, treedef, paths = flatten_none(ref)
+    ups = ref_leaves if params is None else flatten_up_to(treedef, updates, name)
+    return treedef, paths, ref_leaves, ups, [flatten_up_to(treedef, t, name) for t in trees]
+
+
+def state_array(name: str, path, s, like: np.ndarray) -> np.ndarray:
+    """A state leaf checked against its parameter/update ``like``, C-contiguous in its dtype."""
+    if not is_float_array(s) or s.shape != like.shape:
+        got = f"shape {s.shape}" if isinstance(s, np.ndarray) else type(s).__name__
+        raise ValueError(f"{name}: the optimizer state at '{'.'.join(map(str, path))}' has {got}, "
+                         f"expected a float array of shape {like.shape} (state from init of "
+                         "other params?)")
+    return np.ascontiguousarray(s, dtype=like.dtype)
+
+
+def weight_decay_mask_leaves(name: str, mask, params, treedef) -> list:
+    """Resolve ``mask`` (None = all, a bool, a tree of bools, or params -> tree) to leaves."""
+    if mask is None:
+        return [True] * treedef.num_leaves
+    if callable(mask):
+        mask = mask(params)
+    if isinstance(mask, (bool, np.bool_)):
+        return [bool(mask)] * treedef.num_leaves
+    out = []
+    for m in flatten_up_to(treedef, mask, f"{name} (mask)"):
+        if m is not None and not isinstance(m, (bool, np.bool_)):
+            raise TypeError(f"{name}: mask leaves must be bools, got {type(m).__name__}")
+        out.append(bool(m))
+    return out
+
+
+def default_weight_decay_mask(params):
+    """timm's rule: decay only float leaves with ``ndim > 1`` (conv/linear weights); biases,
+    norm weights and layer scale (gamma) are skipped."""
+    leaves, treedef, _ = flatten_none(params)
+    return treedef.unflatten([is_float_array(p) and p.ndim > 1 for p in leaves])
+
+
+def _map_updates(name, updates, params, fn):
+    """Apply ``fn(u, p_or_None, path)`` to every non-None update leaf."""
+    treedef, paths, ref, ups, _ = leaves_of(name, updates, params)
+    out = []
+    for path, u, p in zip(paths, ups, ref if params is not None else [None] * len(ups)):
+        if u is None:
+            out.append(None)
+            continue
+        u = as_update(name, path, u, p if params is not None else np.asarray(u))
+        out.append(fn(u, p, path))
+    return treedef.unflatten(out)
+
+
+def scale(step_size: float) -> GradientTransformation:
+    """Multiply updates by ``step_size``."""
+    name = "lucid.optim.scale"
+    step_size = check_scalar(name, "step_size", step_size)
+
+    def update(updates, state, params=None):
+        return _map_updates(name, updates, None, lambda u, p, path: _times(u, step_size)), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+def _times(u: np.ndarray, factor: float) -> np.ndarray:
+    return np.multiply(u, factor, out=np.empty_like(u))
+
+
+def scale_by_schedule(step_size_fn) -> GradientTransformation:
+    """Multiply updates by ``step_size_fn(count)``; count is 0 for the first update."""
+    name = "lucid.optim.scale_by_schedule"
+    if not callable(step_size_fn):
+        raise TypeError(f"{name}: expected a callable step -> factor, got "
+                        f"{type(step_size_fn).__name__}")
+
+    def update(updates, state, params=None):
+        check_state(name, state, ScaleByScheduleState)
+        factor = learning_rate_at(name, step_size_fn, state.count)
+        out = _map_updates(name, updates, None, lambda u, p, path: _times(u, factor))
+        return out, ScaleByScheduleState(next_count(state.count))
+
+    return GradientTransformation(lambda params: ScaleByScheduleState(new_count()), update)
+
+
+def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> GradientTransformation:
+    """Multiply by ``-learning_rate`` (a float or a schedule), making a descent step."""
+    sign = -1.0 if flip_sign else 1.0
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: sign * float(learning_rate(count)))
+    lr = check_scalar("lucid.optim.scale_by_learning_rate", "learning_rate", learning_rate, lo=0.0)
+    return scale(sign * lr)
+
+
+def check_adam_args(name: str, b1, b2, eps, eps_root=0.0):
+    return (check_scalar(name, "b1", b1, lo=0.0, hi=1.0, hi_open=True),
+            check_scalar(name, "b2", b2, lo=0.0, hi=1.0, hi_open=True),
+            check_scalar(name, "eps", eps, lo=0.0),
+            check_scalar(name, "eps_root", eps_root, lo=0.0))
+
+
+def adam_leaf(name, path, g, p, mu, nu, hyper, wd, scale_):
+    """One leaf of Adam(W); returns ``(update, mu, nu)``. ``hyper`` = (b1, b2, eps, eps_root,
+    bc1, bc2). ``p`` is read only when ``wd != 0``."""
+    g = as_update(name, path, g, p)
+    mu, nu = state_array(name, path, mu, p), state_array(name, path, nu, p)
+    mu_out, nu_out, u_out = np.empty_like(mu), np.empty_like(nu), np.empty_like(g)
+    p_flat = np.ascontiguousarray(p).reshape(-1) if wd != 0.0 else g.reshape(-1)
+    K.adam_update(g.reshape(-1), p_flat, mu.reshape(-1), nu.reshape(-1), *hyper, scale_, wd,
+                  mu_out.reshape(-1), nu_out.reshape(-1), u_out.reshape(-1))
+    return u_out, mu_out, nu_out
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                  eps_root: float = 0.0) -> GradientTransformation:
+    """Adam's preconditioning: ``m_hat / (sqrt(v_hat + eps_root) + eps)`` with bias correction."""
+    name = "lucid.optim.scale_by_adam"
+    b1, b2, eps, eps_root = check_adam_args(name, b1, b2, eps, eps_root)
+
+    def init(params):
+        return ScaleByAdamState(new_count(), zeros_like_params(params),
+                                zeros_like_params(params))
+
+    def update(updates, state, params=None):
+        check_state(name, state, ScaleByAdamState)
+        treedef, paths, _, ups, (mus, nus) = leaves_of(name, updates, params, state.mu, state.nu)
+        t = int(state.count) + 1
+        hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t)
+        out, new_mu, new_nu = [], [], []
+        for path, g, mu, nu in zip(paths, ups, mus, nus):
+            if g is not None:
+                like = mu if is_float_array(mu) else None
+                g, mu, nu = adam_leaf(name, path, g, like, mu, nu, hyper, 0.0, 1.0)
+            out.append(g)
+            new_mu.append(mu)
+            new_nu.append(nu)
+        return treedef.unflatten(out), ScaleByAdamState(
+            next_count(state.count), treedef.unflatten(new_mu), treedef.unflatten(new_nu))
+
+    return GradientTransformation(init, update)
+
+
+def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
+    """Momentum (no dampening): ``t' = g + decay * t``; the update is ``t'`` or, with
+    ``nesterov``, ``g + decay * t'``."""
+    name = "lucid.optim.trace"
+    decay = check_scalar(name, "decay", decay, lo=0.0)
+
+    def update(updates, state, params=None):
+        check_state(name, state, TraceState)
+        treedef, paths, _, ups, (bufs,) = leaves_of(name, updates, params, state.trace)
+        out, new_bufs = [], []
+        for path, g, buf in zip(paths, ups, bufs):
+            if g is not None:
+                g = as_update(name, path, g, buf if is_float_array(buf) else None)
+                buf = state_array(name, path, buf, g)
+                u_out, buf_out = np.empty_like(g), np.empty_like(buf)
+                K.sgd_momentum_update(g.reshape(-1), g.reshape(-1), buf.reshape(-1), decay,
+                                      bool(nesterov), 0.0, 1.0, buf_out.reshape(-1),
+                                      u_out.reshape(-1))
+                g, buf = u_out, buf_out
+            out.append(g)
+            new_bufs.append(buf)
+        return treedef.unflatten(out), TraceState(treedef.unflatten(new_bufs))
+
+    return GradientTransformation(lambda params: TraceState(zeros_like_params(params)), update)
+
+
+def add_decayed_weights(weight_decay: float = 0.0, mask=None) -> GradientTransformation:
+    """Add ``weight_decay * params`` to the updates of the leaves selected by ``mask`` (None:
+    all; a tree of bools; or a callable params -> tree of bools)."""
+    name = "lucid.optim.add_decayed_weights"
+    wd = check_scalar(name, "weight_decay", weight_decay, lo=0.0)
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError(f"{name}: needs the parameters: call update(grads, state, params)")
+        treedef, paths, ref, ups, _ = leaves_of(name, updates, params)
+        decay = weight_decay_mask_leaves(name, mask, params, treedef)
+        out = []
+        for path, u, p, d in zip(paths, ups, ref, decay):
+            if u is not None:
+                u = as_update(name, path, u, p)
+                if d and wd != 0.0:
+                    u = np.add(u, wd * p, out=np.empty_like(u))
+            out.append(u)
+        return treedef.unflatten(out), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+    """Scale all updates by ``max_norm / norm`` when their global L2 norm exceeds ``max_norm``."""
+    name = "lucid.optim.clip_by_global_norm"
+    max_norm = check_scalar(name, "max_norm", max_norm, lo=0.0, lo_open=True)
+
+    def update(updates, state, params=None):
+        norm = global_norm(updates)
+        if norm < max_norm:
+            return updates, state
+        return _map_updates(name, updates, None, lambda u, p, path: _clip(u, norm, max_norm)), state
+
+    return GradientTransformation(lambda params: EmptyState(), update)
+
+
+def _clip(u: np.ndarray, norm: float, max_norm: float) -> np.ndarray:
+    out = np.divide(u, norm, out=np.empty_like(u))  # (u / norm) * max_norm, as Optax rounds it
+    return np.multiply(out, max_norm, out=out)
