@@ -43,11 +43,12 @@ class _Trace:
 class _Node:
     """One recorded primitive application (or a differentiated input when ``vjp`` is None)."""
 
-    __slots__ = ("id", "vjp", "parents", "shapes", "name")
+    __slots__ = ("id", "vjp", "parents", "shapes", "name", "multi")
 
-    def __init__(self, vjp_fn, parents, shapes, name):
+    def __init__(self, vjp_fn, parents, shapes, name, multi=False):
         self.id = next(_ids)
         self.vjp, self.parents, self.shapes, self.name = vjp_fn, parents, shapes, name
+        self.multi = multi  # the primitive returned a tuple: its VJP gets a tuple
 
 
 class Tracer:
@@ -97,7 +98,10 @@ class Tracer:
 _UFUNC_OPS = {"add": "add", "subtract": "subtract", "multiply": "multiply",
               "true_divide": "divide", "divide": "divide", "power": "power",
               "negative": "negative", "matmul": "matmul", "maximum": "maximum",
-              "minimum": "minimum"}
+              "minimum": "minimum",
+              # `ndarray < tracer` reaches the ufunc before Tracer.__gt__ can answer
+              "less": "less", "less_equal": "less_equal", "greater": "greater",
+              "greater_equal": "greater_equal", "equal": "equal", "not_equal": "not_equal"}
 
 
 def _numpy_error(what: str, name: str | None = None) -> str:
@@ -153,7 +157,7 @@ def primitive(fn=None, *, name: str | None = None):
         out, vjp_fn = fn(*raw, **kwargs)
         multi = isinstance(out, tuple)
         outs = out if multi else (out,)
-        node = _Node(vjp_fn, tuple(parents), tuple(o.shape for o in outs), opname)
+        node = _Node(vjp_fn, tuple(parents), tuple(o.shape for o in outs), opname, multi)
         boxed = tuple(Tracer(o, node, i, trace) for i, o in enumerate(outs))
         return boxed if multi else boxed[0]
 
@@ -195,7 +199,7 @@ def _backward(roots, free):
         if node.vjp is None:
             raise RuntimeError("lucid.vjp: this tape was already consumed by a one-shot backward")
         slot = cts.pop(node)
-        in_cts = node.vjp(tuple(slot) if len(node.shapes) > 1 else slot[0])
+        in_cts = node.vjp(tuple(slot) if node.multi else slot[0])
         if free:
             node.vjp = None
         _propagate(node, in_cts, cts)

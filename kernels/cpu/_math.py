@@ -73,9 +73,10 @@ def _erf_f32(x):
 
 def _exp_f32(x):
     # Cephes expf: exp(x) = 2**n * exp(r), |r| <= ln2/2, degree-7 polynomial; max rel error ~1e-7.
-    if x < _f32(-87.33654):
+    if x < _f32(-87.33654):  # below the smallest normal float32: flush to 0
         return _f32(0.0)
-    x = min(x, _f32(88.72283))
+    if x > _f32(88.72283):   # above the largest float32 (NaN falls through and stays NaN)
+        return _f32(np.inf)
     n = np.floor(x * _f32(1.44269504088896341) + _f32(0.5))
     r = x - n * _f32(0.693359375) - n * _f32(-2.12194440e-4)
     p = _f32(1.9875691500e-4)
@@ -85,8 +86,10 @@ def _exp_f32(x):
     p = p * r + _f32(1.6666665459e-1)
     p = p * r + _f32(5.0000001201e-1)
     p = p * (r * r) + r + _f32(1.0)
-    two_n = np.int32((np.int32(n) + 127) << 23).view(np.float32)  # 2**n from its exponent bits
-    return p * two_n
+    # 2**n from exponent bits, in two factors since n reaches 128 near the overflow edge.
+    n1 = np.int32(n) >> 1
+    n2 = np.int32(n) - n1
+    return p * np.int32((n1 + 127) << 23).view(np.float32) * np.int32((n2 + 127) << 23).view(np.float32)
 
 
 def erf(x):

@@ -46,9 +46,13 @@ def layer_norm_bwd(g, x, w, mean, rstd, dx, dw, db):
     pb = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
         gw = np.empty(cols)
-        pwk, pbk = pw[k], pb[k]
+        pwk = pw[k]
+        pbk = pb[k]
         for r in range(k * rows // chunks, (k + 1) * rows // chunks):
-            xr, gr, m, rs = x[r], g[r], mean[r], rstd[r]
+            xr = x[r]
+            gr = g[r]
+            m = mean[r]
+            rs = rstd[r]
             for c in range(cols):
                 gw[c] = gr[c] * w[c]
                 pwk[c] += gr[c] * ((xr[c] - m) * rs)
@@ -128,8 +132,10 @@ def batch_norm_fwd_mid(x, scale, shift, out):
     """out = x * scale[c] + shift[c] for x (N, C, S)."""
     n, cols, size = x.shape
     for p in numba.prange(n * cols):
-        i, c = p // cols, p % cols
-        a, b = scale[c], shift[c]
+        i = p // cols
+        c = p % cols
+        a = scale[c]
+        b = shift[c]
         for s in range(size):
             out[i, c, s] = x[i, c, s] * a + b
 
@@ -142,7 +148,8 @@ def batch_norm_bwd_sums_last(g, x, mean, sum_g, sum_gxc):
     pg = np.zeros((chunks, cols))
     px = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
-        pgk, pxk = pg[k], px[k]
+        pgk = pg[k]
+        pxk = px[k]
         for r in range(k * rows // chunks, (k + 1) * rows // chunks):
             for c in range(cols):
                 pgk[c] += g[r, c]
@@ -179,7 +186,10 @@ def batch_norm_bwd_x_mid(g, x, a, bx, c0, out):
     """out = a[c] * g + bx[c] * x + c0[c] (float64 coefficients) for (N, C, S)."""
     n, cols, size = x.shape
     for p in numba.prange(n * cols):
-        i, c = p // cols, p % cols
-        ac, bc, cc = a[c], bx[c], c0[c]
+        i = p // cols
+        c = p % cols
+        ac = a[c]
+        bc = bx[c]
+        cc = c0[c]
         for s in range(size):
             out[i, c, s] = ac * g[i, c, s] + bc * x[i, c, s] + cc

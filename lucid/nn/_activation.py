@@ -8,7 +8,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
-from ._validate import contiguous, float_array, same_dtype, where
+from ._validate import as_rows, contiguous, float_array, same_dtype, where
 
 K = kernels("activation")
 KL = kernels("linear")
@@ -21,18 +21,18 @@ def _flat(kernel, *arrays):
     return out
 
 
-@primitive
+@primitive(name="nn.functional.relu")
 def _relu(x):
     y = _flat(K.relu_fwd, x)
     return y, lambda g: (_flat(K.relu_bwd, g, y),)
 
 
-@primitive
+@primitive(name="nn.functional.gelu")
 def _gelu(x):
     return _flat(K.gelu_fwd, x), lambda g: (_flat(K.gelu_bwd, g, x),)
 
 
-@primitive
+@primitive(name="nn.functional.gelu")
 def _gelu_tanh(x):
     return _flat(K.gelu_tanh_fwd, x), lambda g: (_flat(K.gelu_tanh_bwd, g, x),)
 
@@ -65,10 +65,9 @@ def gelu(x, approximate: str = "none"):
     return _gelu(x) if approximate == "none" else _gelu_tanh(x)
 
 
-@primitive
+@primitive(name="nn.functional.bias_gelu")
 def _bias_gelu(h, b):
-    h = contiguous(h)
-    h2 = h.reshape(-1, h.shape[-1])
+    h2 = as_rows(h)
     b = contiguous(b)
     out = np.empty_like(h2)
     K.bias_gelu_fwd(h2, b, out)

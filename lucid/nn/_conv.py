@@ -15,14 +15,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._autodiff import Tracer, primitive
+from .._autodiff import primitive
 from .._backend import kernels
+from ._validate import (check_channel_vector, check_ndim, float_array, optional_float_array,
+                        same_dtype, where)
 
 __all__ = ["conv2d"]
 
 K = kernels("conv")
-_OP = "lucid.nn.functional.conv2d"
-_FLOAT = (np.float32, np.float64)
+_OP = where("conv2d")
 
 
 class _Geometry(NamedTuple):
@@ -177,24 +178,20 @@ def _select_path(c_in, c_out, geo):
 
 @primitive(name="nn.functional.conv2d")
 def _conv2d(x, w, b, *, geo, channels_last):
-    """The convolution on validated arrays; mixed float32/float64 computes in float64."""
-    dtype = np.result_type(*(a.dtype for a in (x, w, b) if a is not None))
-    in_dtypes = [None if a is None else a.dtype for a in (x, w, b)]
-    xh = x if channels_last else x.transpose(0, 2, 3, 1)
-    xh = np.ascontiguousarray(xh, dtype=dtype)
-    w = np.ascontiguousarray(w, dtype=dtype)
-    b = None if b is None else np.ascontiguousarray(b, dtype=dtype)
+    """The convolution on validated arrays of one dtype; NCHW is transposed at the boundary."""
+    xh = np.ascontiguousarray(x if channels_last else x.transpose(0, 2, 3, 1))
+    w = np.ascontiguousarray(w)
+    b = None if b is None else np.ascontiguousarray(b)
     out, backward = _PATHS[_select_path(xh.shape[3], w.shape[0], geo)](xh, w, b, geo)
     if not channels_last:
         out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
     def vjp(g):
         gh = g if channels_last else g.transpose(0, 2, 3, 1)
-        grads = backward(np.ascontiguousarray(gh, dtype=dtype))
+        gx, gw, gb = backward(np.ascontiguousarray(gh, dtype=xh.dtype))
         if not channels_last:
-            grads = (np.ascontiguousarray(grads[0].transpose(0, 3, 1, 2)),) + grads[1:]
-        return tuple(None if gr is None else gr.astype(dt, copy=False)
-                     for gr, dt in zip(grads, in_dtypes))
+            gx = np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
+        return gx, gw, gb
 
     return out, vjp
 
@@ -214,14 +211,15 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
       groups: number of channel groups; divides C and O.
       data_format: "NCHW" or "NHWC"; the output uses the same layout.
     Returns:
-      (N, O, Ho, Wo) (or (N, Ho, Wo, O)) with Ho = (H + top + bottom - kh) // sh + 1.
-      Mixed float32/float64 arguments give float64.
+      (N, O, Ho, Wo) (or (N, Ho, Wo, O)) with Ho = (H + top + bottom - kh) // sh + 1, in
+      the arguments' dtype (x, w and b must share it: float32 or float64).
     """
     if data_format not in ("NCHW", "NHWC"):
         raise ValueError(f"{_OP}: data_format must be 'NCHW' or 'NHWC', got {data_format!r}")
-    x, w = _as_float(x, "x"), _as_float(w, "w")
-    b = None if b is None else _as_float(b, "b")
+    x, w = float_array(x, "conv2d", "x"), float_array(w, "conv2d", "w")
+    b = optional_float_array(b, "conv2d", "b")
     _check_ranks(x, w, b)
+    same_dtype("conv2d", x=x, w=w, b=b)
     channels_last = data_format == "NHWC"
     _, H, W, C = x.shape if channels_last else (x.shape[0], *x.shape[2:], x.shape[1])
     O, Cg, kh, kw = w.shape
@@ -232,8 +230,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
     if O % groups:
         raise ValueError(f"{_OP}: out channels w.shape[0] = {O} is not divisible by "
                          f"groups = {groups}")
-    if b is not None and tuple(b.shape) != (O,):
-        raise ValueError(f"{_OP}: expected bias of shape ({O},), got {tuple(b.shape)}")
+    check_channel_vector(b, O, "conv2d", "b", f"w's {O} output channels")
     sh, sw = _pair(stride, "stride")
     if sh < 1 or sw < 1:
         raise ValueError(f"{_OP}: stride must be positive, got {stride!r}")
@@ -246,31 +243,13 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
     return _conv2d(x, w, b, geo=geo, channels_last=channels_last)
 
 
-def _as_float(a, name):
-    """A float32/float64 ndarray (or a Tracer, which is always float) for argument ``name``."""
-    if isinstance(a, Tracer):
-        return a
-    if not isinstance(a, np.ndarray):
-        try:
-            a = np.asarray(a)
-        except Exception as e:  # noqa: BLE001 - re-raised with context
-            raise TypeError(f"{_OP}: {name} must be an array, got {type(a).__name__}") from e
-    if a.dtype.type not in _FLOAT:
-        raise TypeError(f"{_OP}: {name} must be float32 or float64, got dtype {a.dtype}")
-    return a
-
-
 def _check_ranks(x, w, b):
-    if x.ndim != 4:
-        raise ValueError(f"{_OP}: x must be 4-D (N, C, H, W) or (N, H, W, C), got shape "
-                         f"{tuple(x.shape)}")
-    if w.ndim != 4:
-        raise ValueError(f"{_OP}: w must be 4-D (out, in // groups, kh, kw), got shape "
-                         f"{tuple(w.shape)}")
+    check_ndim(x, "conv2d", "x", (4,), "(N, C, H, W), or (N, H, W, C) with data_format='NHWC'")
+    check_ndim(w, "conv2d", "w", (4,), "(out, in // groups, kh, kw)")
+    if b is not None:
+        check_ndim(b, "conv2d", "b", (1,), "(out,)")
     if min(w.shape) < 1:
         raise ValueError(f"{_OP}: w must have no empty dimension, got shape {tuple(w.shape)}")
-    if b is not None and b.ndim != 1:
-        raise ValueError(f"{_OP}: b must be 1-D (out,), got shape {tuple(b.shape)}")
 
 
 def _is_int(v):

@@ -7,16 +7,15 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
-from ._validate import (check_channel_vector, contiguous, float_array, optional_float_array,
+from ._validate import (as_rows, check_channel_vector, contiguous, float_array, optional_float_array,
                         same_dtype, where)
 
 K = kernels("linear")
 
 
-@primitive
+@primitive(name="nn.functional.linear")
 def _linear(x, w, b):
-    x = contiguous(x)
-    x2 = x.reshape(-1, x.shape[-1])
+    x2 = as_rows(x)
     w2 = w.reshape(w.shape[0], w.shape[1])   # (out, in) or timm's (out, in, 1, 1)
     y = np.empty((x2.shape[0], w2.shape[0]), dtype=x.dtype)
     np.matmul(x2, w2.T, out=y)

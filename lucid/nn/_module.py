@@ -295,9 +295,22 @@ class Module:
         return self.train(False)
 
     # ---- state dicts -------------------------------------------------------------------
+    def _in_model_order(self, items: list) -> list:
+        """``items`` ((key, ...) tuples) sorted like the specs, i.e. timm's state-dict order.
+
+        The held trees may have been rebuilt in another order (``lucid.tree.map`` sorts dict
+        keys), so the order comes from the specs, not from the dicts.
+        """
+        try:
+            p, s = materialize(self.specs(), _random.key(0), abstract=True)
+        except Exception:  # noqa: BLE001 - a module without usable specs keeps its own order
+            return items
+        rank = {k: i for i, (k, _, _) in enumerate(merged_leaves(p, s))}
+        return sorted(items, key=lambda item: rank.get(item[0], len(rank)))
+
     def named_parameters(self) -> list:
         """``[(timm key, array), ...]`` of the trainable parameters, in model order."""
-        return named_leaves(self.params)
+        return self._in_model_order(named_leaves(self.params))
 
     def parameters(self) -> list:
         """The parameter arrays, in model order."""
@@ -311,7 +324,7 @@ class Module:
 
     def state_dict(self) -> dict:
         """Flat ``{timm key: numpy array}`` of parameters and buffers, in timm's order."""
-        return {k: v for k, v, _ in merged_leaves(self.params, self.state)}
+        return {k: v for k, v, _ in self._in_model_order(merged_leaves(self.params, self.state))}
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Load a flat state dict (timm keys), e.g. from ``lucid.io.load``.

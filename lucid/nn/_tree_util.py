@@ -92,3 +92,26 @@ def subtree(tree, name: str):
         i = int(name)
         return tree[i] if i < len(tree) else {}
     return {}
+
+
+def unflatten_keys(flat: dict):
+    """Nested dicts/lists from "."-joined keys; all-digit levels become lists (gaps -> ``{}``)."""
+    root: dict = {}
+    for key, value in flat.items():
+        node = root
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"lucid: key {key!r} nests under a leaf")
+        node[parts[-1]] = value
+    return _lists(root)
+
+
+def _lists(node):
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node):
+        return [node.get(str(i), {}) for i in range(max(int(k) for k in node) + 1)]
+    return node

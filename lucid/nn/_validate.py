@@ -37,7 +37,7 @@ def float_array(x, op: str, arg: str):
     if isinstance(x, (numbers.Real, list, tuple)) and not isinstance(x, bool):
         arr = np.asarray(x)
         if arr.dtype.kind in "iuf":
-            return np.ascontiguousarray(arr, dtype=np.float32)
+            return np.array(arr, dtype=np.float32, order="C")  # keeps 0-d as 0-d
     raise TypeError(f"{where(op)}: {arg} must be a float32 or float64 array, "
                     f"got {type(x).__name__}")
 
@@ -96,3 +96,20 @@ def check_real(value, op: str, arg: str, low=None, high=None, high_open=False) -
 def contiguous(a: np.ndarray) -> np.ndarray:
     """``a`` itself when C-contiguous, else a C-contiguous copy (kernels index raw memory)."""
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def as_rows(a: np.ndarray) -> np.ndarray:
+    """C-contiguous ``a`` viewed as (prod(leading dims), last dim); safe for empty arrays."""
+    a = contiguous(a)
+    return a.reshape(int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1])
+
+
+def axis_to_rows(a: np.ndarray, axis: int) -> np.ndarray:
+    """``a`` with ``axis`` moved last, as C-contiguous rows (copies only when axis is not last)."""
+    return as_rows(a if axis == a.ndim - 1 else np.moveaxis(a, axis, -1))
+
+
+def rows_to_axis(rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
+    """Inverse of :func:`axis_to_rows` for an array of the original ``shape``."""
+    moved = rows.reshape(shape[:axis] + shape[axis + 1:] + (shape[axis],))
+    return moved if axis == len(shape) - 1 else np.ascontiguousarray(np.moveaxis(moved, -1, axis))

@@ -1,0 +1,130 @@
+"""lucid's benchmarks: an asv suite (``bench_*.py``) and a side-by-side PyTorch comparison.
+
+This module holds what the asv suite, ``compare_torch.py`` and ``profile_lucid.py``
+share, so that every tool measures the same thing: the models and their GMACs, the
+input batch, the forward and the training step, and the cold-start programs.
+
+The training step is forward + ``F.cross_entropy`` + backward with gradients w.r.t.
+the parameters (``lucid.value_and_grad(..., has_aux=True)``, as in
+``lucid.training.make_train_step``) and *no* optimizer update, matching the PyTorch
+side (``loss.backward()`` without ``optimizer.step()``).
+
+Nothing here imports lucid (or torch) at module level: asv imports every module of
+this folder while discovering benchmarks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["GMACS", "MODELS", "IMAGE_SIZE", "NUM_CLASSES", "TRAIN_FLOP_FACTOR", "make_batch",
+           "build_model", "forward_fn", "train_step_fn", "gflop", "COLD_START_LUCID",
+           "COLD_START_TORCH", "COMPILE_LUCID"]
+
+# GMACs per 224x224 image (convs + matmuls; timm 1.0.31 FlopCounterMode / 2), from
+# /work/shared/reference/timm_architecture.md section 5.
+GMACS = {
+    "convnext_atto": 0.547,
+    "convnext_tiny": 4.456,
+    "inception_next_atto": 0.503,
+    "inception_next_tiny": 4.189,
+}
+MODELS = tuple(GMACS)
+IMAGE_SIZE = 224
+NUM_CLASSES = 1000
+# A training step costs about three forwards: the forward, and the backward's two
+# GEMMs per layer (input gradient and weight gradient).
+TRAIN_FLOP_FACTOR = 3.0
+
+
+def gflop(model: str, batch: int, train: bool = False) -> float:
+    """GFLOP of one forward (or training step) of ``model`` at ``batch`` 224x224 images."""
+    return 2.0 * GMACS[model] * batch * (TRAIN_FLOP_FACTOR if train else 1.0)
+
+
+def make_batch(batch: int, seed: int = 0, size: int = IMAGE_SIZE):
+    """A float32 NCHW image batch and int64 labels, the same for lucid and PyTorch."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+    y = rng.integers(0, NUM_CLASSES, size=batch).astype(np.int64)
+    return x, y
+
+
+def build_model(name: str):
+    """A freshly initialised lucid model facade (``.params``, ``.state``, ``.apply``)."""
+    import lucid.models
+    return lucid.models.create_model(name, num_classes=NUM_CLASSES)
+
+
+def forward_fn(model):
+    """``f(x) -> logits``: eval-mode inference of ``model``."""
+    params, state, apply = model.params, model.state, model.apply
+
+    def forward(x):
+        return apply(params, x, state=state, train=False)
+
+    return forward
+
+
+def train_step_fn(model):
+    """``step(x, y) -> (loss, grads)``: forward + cross-entropy + backward w.r.t. the params."""
+    import lucid
+    import lucid.nn.functional as F
+    params, state, apply = model.params, model.state, model.apply
+    key = lucid.random.key(0)
+
+    def loss_fn(p, s, x, y, k):
+        logits, new_state = apply(p, x, state=s, train=True, key=k)
+        return F.cross_entropy(logits, y), (logits, new_state)
+
+    grad_fn = lucid.value_and_grad(loss_fn, has_aux=True)
+
+    def step(x, y):
+        (loss, _), grads = grad_fn(params, state, x, y, key)
+        return loss, grads
+
+    return step
+
+
+# Fresh-process programs, from the first import to the first logits of convnext_tiny at
+# batch 1. They read the thread count from the environment (LUCID_NUM_THREADS /
+# OMP_NUM_THREADS) that their caller sets.
+COLD_START_LUCID = """
+import numpy as np
+import lucid
+import lucid.models
+model = lucid.models.create_model("convnext_tiny", num_classes=1000)
+x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+logits = np.asarray(model.apply(model.params, x))
+assert logits.shape == (1, 1000)
+"""
+
+COLD_START_TORCH = """
+import os
+import torch
+import timm
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+model = timm.create_model("convnext_tiny", num_classes=1000).eval()
+with torch.inference_mode():
+    logits = model(torch.randn(1, 3, 224, 224))
+assert tuple(logits.shape) == (1, 1000)
+"""
+
+# Compiles (with an empty NUMBA_CACHE_DIR, set by the caller) every kernel that
+# ConvNeXt-T's forward and training step need: an eval forward, then forward + loss +
+# backward, at batch 2 and 224x224 like a user's first run (the arithmetic itself takes
+# well under a second of the total).
+COMPILE_LUCID = """
+import numpy as np
+import lucid
+import lucid.models
+import lucid.nn.functional as F
+model = lucid.models.create_model("convnext_tiny", num_classes=1000)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 3, 224, 224), dtype=np.float32)
+y = np.array([1, 2], dtype=np.int64)
+model.apply(model.params, x)
+def loss_fn(p, x, y):
+    logits, _ = model.apply(p, x, state=model.state, train=True, key=lucid.random.key(0))
+    return F.cross_entropy(logits, y)
+lucid.value_and_grad(loss_fn)(model.params, x, y)
+"""

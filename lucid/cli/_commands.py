@@ -1,0 +1,205 @@
+"""``lucid eval``, ``predict``, ``summary``, ``list`` and ``bench``."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from . import UserError
+from ._model import create, load_weights_into
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy of a checkpoint on a dataset")
+    p.add_argument("--weights", required=True, help="a training checkpoint (last.safetensors) or "
+                   "weights file (.safetensors/.npz/.pth) with --model")
+    p.add_argument("--model", default=None, help="model name, needed for plain weights files")
+    p.add_argument("--data", default=None, help="'synthetic', an image folder or an .npz "
+                   "(default: the checkpoint's held-out data)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(run=_run_eval)
+
+    p = sub.add_parser("predict", help="top-5 classes of images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", default=None, help="model name (default: the checkpoint's)")
+    p.add_argument("--weights", required=True, help="weights (.safetensors/.npz/.pth or a lucid "
+                   "training checkpoint)")
+    p.add_argument("--labels", default=None, help="a text file with one class name per line")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(run=_run_predict)
+
+    p = sub.add_parser("summary", help="layer table of a model (or a mermaid flowchart)")
+    p.add_argument("name")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--mermaid", action="store_true", help="emit a mermaid flowchart instead")
+    p.set_defaults(run=_run_summary)
+
+    p = sub.add_parser("list", help="registered models")
+    p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'convnext_*'")
+    p.set_defaults(run=_run_list)
+
+    p = sub.add_parser("bench", help="quick forward and training-step throughput")
+    p.add_argument("name")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(run=_run_bench)
+
+
+# ---------------------------------------------------------------- eval
+def _run_eval(args) -> int:
+    from ..training import evaluate
+    from ..data import batches
+    model, meta = _model_from_weights(args.weights, args.model)
+    if args.data is None and meta is None:
+        raise UserError("--data is required with a plain weights file (the checkpoint format "
+                        "of `lucid train` remembers its data)")
+    test = _eval_data(args.data, meta)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    n_classes = _num_classes(model)
+    if int(np.max(test.y)) >= n_classes:
+        raise UserError(f"the data has labels up to {int(np.max(test.y))} but the model has "
+                        f"{n_classes} classes")
+    res = evaluate(model.apply, model.params, model.state,
+                   batches(test, min(args.batch_size, len(test)), shuffle=False))
+    print(json.dumps({"accuracy": round(res["accuracy"], 6), "loss": round(res["loss"], 6),
+                      "images": res["count"]}))
+    return 0
+
+
+def _eval_data(src, meta):
+    from ._data import load_one
+    from ._run import RunConfig
+    from .. import data
+    if src is None:
+        cfg = RunConfig(**meta["config"])
+        from ._data import load_datasets
+        return load_datasets(cfg)[1]
+    if src == "synthetic":
+        image_size = meta["config"]["image_size"] if meta else 32
+        return data.load_synthetic("test", n=1000, seed=0, image_size=image_size)
+    if not os.path.exists(src):
+        raise UserError(f"--data {src!r}: no such file or folder")
+    try:
+        return load_one(src, meta["config"]["image_size"] if meta else None)
+    except (ValueError, OSError) as e:
+        raise UserError(f"--data {src!r}: {e}") from None
+
+
+def _num_classes(model) -> int:
+    sd = model.state_dict()
+    for key in ("head.fc.weight", "head.fc2.weight"):
+        if key in sd:
+            return int(sd[key].shape[0])
+    raise UserError("cannot tell the model's number of classes")
+
+
+def _model_from_weights(path, name):
+    """(facade with weights loaded, checkpoint meta or None)."""
+    from ..checkpoint import CheckpointError, load_checkpoint
+    from ._run import RunConfig
+    from ._model import build_model
+    if not os.path.exists(path):
+        raise UserError(f"weights file {path} does not exist")
+    meta = None
+    if path.endswith(".safetensors"):
+        try:
+            flat_p, flat_s, _, meta = load_checkpoint(path)
+        except CheckpointError:
+            meta = None
+    if meta is not None:
+        cfg = RunConfig(**meta["config"])
+        model = build_model(cfg, num_classes=len(meta["classes"])).facade
+        load_weights_into_flat(model, {**flat_p, **flat_s}, path)
+        return model, meta
+    if name is None:
+        raise UserError(f"{path} is a plain weights file: say which model it is with --model NAME")
+    from .. import io
+    try:
+        sd = io.load(path)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"cannot read weights {path}: {e}") from None
+    classes = _head_classes(sd)
+    model = create(name, num_classes=classes) if classes else create(name)
+    load_weights_into(model, path)
+    return model, None
+
+
+def _head_classes(sd) -> int | None:
+    for key in ("head.fc.weight", "head.fc2.weight"):
+        if key in sd:
+            return int(sd[key].shape[0])
+    return None
+
+
+def load_weights_into_flat(model, flat, path):
+    try:
+        model.load_state_dict(flat, strict=True)
+    except ValueError as e:
+        raise UserError(f"weights {path} do not fit the model: {str(e).splitlines()[0]}") from None
+
+
+# ---------------------------------------------------------------- predict
+def _run_predict(args) -> int:
+    from ._predict import predict_images
+    model, meta = _model_from_weights(args.weights, args.model)
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    for line in predict_images(model, meta, args.images, args.labels, args.weights, args.top):
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------- summary / list
+def _run_summary(args) -> int:
+    from .._summary import summary
+    model = create(args.name, num_classes=args.num_classes)
+    shape = (1, 3, args.input_size, args.input_size)
+    print(summary(model, shape, format="mermaid" if args.mermaid else "table"))
+    return 0
+
+
+def _run_list(args) -> int:
+    from .. import models
+    names = models.list_models(args.pattern)
+    if not names:
+        raise UserError(f"no registered model matches {args.pattern!r}; try `lucid list`")
+    print("\n".join(names))
+    return 0
+
+
+# ---------------------------------------------------------------- bench
+def _run_bench(args) -> int:
+    from .. import random as lrandom
+    from ..training import make_train_step, TrainState
+    from .. import optim
+    if args.batch_size < 1 or args.input_size < 32 or args.repeats < 1:
+        raise UserError("--batch-size and --repeats must be >= 1 and --input-size >= 32")
+    model = create(args.name)
+    params, state = model.params, model.state
+    x = lrandom.normal(lrandom.key(0), (args.batch_size, 3, args.input_size, args.input_size))
+    y = (np.arange(args.batch_size) % 1000).astype(np.int64)
+    fwd = _median_time(lambda: model.apply(params, x, state=state), args.repeats)
+    opt = optim.sgd(1e-3)
+    step = make_train_step(model.apply, opt)
+    ts = TrainState(params, state, opt.init(params), 0)
+    trn = _median_time(lambda: step(ts, x, y, lrandom.key(1)), args.repeats)
+    b = args.batch_size
+    print(f"{args.name}  batch {b}  {args.input_size}x{args.input_size}  float32")
+    print(f"forward        {fwd * 1e3:9.1f} ms   {b / fwd:8.2f} img/s")
+    print(f"training step  {trn * 1e3:9.1f} ms   {b / trn:8.2f} img/s")
+    return 0
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: compiles or loads cached kernels
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))

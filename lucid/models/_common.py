@@ -1,0 +1,165 @@
+"""Checks and small helpers shared by the model families (no architecture here)."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import random as _random
+from .._autodiff import Tracer
+from ..nn._spec import materialize
+from ..nn._state_dict import interchangeable
+from ..nn._tree_util import named_leaves
+
+_MAX_LISTED = 12
+
+
+def check_int_seq(value, what: str, where: str, *, minimum: int = 1) -> tuple:
+    """A tuple of ints >= minimum from a list/tuple (ValueError otherwise)."""
+    if isinstance(value, (int, np.integer)) or not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{where}: {what} must be a non-empty list of ints, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in value):
+        raise ValueError(f"{where}: every entry of {what} must be an int >= {minimum}, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+def check_rate(value, what: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{where}: {what} must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def drop_path_rates(rate: float, depths) -> list:
+    """Per-block drop-path rates, linear from 0 to ``rate`` over all blocks (timm)."""
+    return [float(r) for r in np.linspace(0.0, rate, sum(depths))]
+
+
+def check_key(key, train: bool, needs_key: bool, where: str, rates: str):
+    if key is not None and not _random.is_key(key):
+        raise TypeError(f"{where}: key must be a lucid random key (lucid.random.key(seed)), got "
+                        f"{type(key).__name__}")
+    if train and needs_key and key is None:
+        raise TypeError(f"{where}: training with {rates} needs a random key: pass "
+                        "key=lucid.random.key(seed) (model(x, key=k) for a Module)")
+
+
+def sub_key(key, i: int):
+    return None if key is None else _random.fold_in(key, i)
+
+
+def check_input(x, in_chans: int, min_size: int, dtype, where: str):
+    """Validate an NCHW image batch; non-float32/64 or mismatched arrays are cast to ``dtype``."""
+    if not isinstance(x, (np.ndarray, Tracer)):
+        try:
+            x = np.asarray(x)
+        except Exception as e:  # noqa: BLE001 - re-raised with context
+            raise TypeError(f"{where}: expected an NCHW array, got {type(x).__name__}") from e
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: expected a float32/float64 NCHW array, got dtype {x.dtype}")
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ValueError(f"{where}: expected an NCHW input of shape (N, {in_chans}, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    n, _, h, w = x.shape
+    if n < 1 or h < min_size or w < min_size:
+        raise ValueError(f"{where}: input of shape {tuple(x.shape)} is too small; need N >= 1 and "
+                         f"H, W >= {min_size}")
+    if x.dtype != dtype:
+        if isinstance(x, Tracer):
+            raise TypeError(f"{where}: traced input has dtype {x.dtype} but the parameters are "
+                            f"{np.dtype(dtype)}; cast one of them")
+        x = x.astype(dtype)
+    return x
+
+
+def params_dtype(params, where: str):
+    leaves = named_leaves(params)
+    if not leaves:
+        raise ValueError(f"{where}: params is empty")
+    return np.dtype(leaves[0][1].dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def expected_shapes(specs_fn, config) -> tuple:
+    """``(param shapes, state shapes)`` as ``{key: shape}`` dicts, from the model's specs."""
+    p, s = materialize(specs_fn(config), _random.key(0), abstract=True)
+    return ({k: tuple(v.shape) for k, v in named_leaves(p)},
+            {k: tuple(v.shape) for k, v in named_leaves(s)})
+
+
+def _listing(items) -> str:
+    return ", ".join(items[:_MAX_LISTED]) + (
+        f", ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def check_tree(tree, expected: dict, what: str, where: str, *, optional_suffix: str = ""):
+    """Raise ValueError unless ``tree`` has exactly the expected keys and shapes."""
+    if not isinstance(tree, (dict, list)):
+        raise TypeError(f"{where}: {what} must be a nested dict/list pytree, got {type(tree).__name__}")
+    got = {k: tuple(np.shape(v)) if not hasattr(v, "shape") else tuple(v.shape)
+           for k, v in named_leaves(tree)}
+    missing = [k for k in expected if k not in got
+               and not (optional_suffix and k.endswith(optional_suffix))]
+    unexpected = [k for k in got if k not in expected]
+    wrong = [f"{k}: expected {expected[k]}, got {got[k]}" for k in expected
+             if k in got and got[k] != expected[k] and not interchangeable(got[k], expected[k])]
+    if missing or unexpected or wrong:
+        parts = [f"missing {_listing(missing)}" if missing else "",
+                 f"unexpected {_listing(unexpected)}" if unexpected else "",
+                 f"mis-shaped {_listing(wrong)}" if wrong else ""]
+        raise ValueError(f"{where}: {what} do not match the model configuration: "
+                         + "; ".join(p for p in parts if p))
+
+
+def int_ratio(count: int, base: int) -> float:
+    """A ratio r with ``int(r * base) == count`` (to rebuild a config from weight shapes)."""
+    r = count / base
+    return r if int(r * base) == count else (count + 0.5) / base
+
+
+def pop_alias(overrides: dict, name: str, alias: str, value, default, where: str):
+    """Resolve a documented argument and its timm-named alias given as an override."""
+    if alias in overrides:
+        other = overrides.pop(alias)
+        if value != default and other != value:
+            raise TypeError(f"{where}: got both {name}={value!r} and {alias}={other!r}")
+        return other
+    return value
+
+
+def load_weights(model, weights):
+    """``model.load_state_dict(lucid.io.load(weights))`` when a path is given; returns model."""
+    if weights is not None:
+        from .. import io
+        model.load_state_dict(io.load(weights))
+    return model
+
+
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def from_state_dict(state_dict) -> tuple:
+    """``(params, state)`` pytrees from a flat timm state dict (e.g. ``lucid.io.load(path)``).
+
+    Keys are split on "." (numeric parts become list indices); BatchNorm buffers
+    (running_mean, running_var, num_batches_tracked) go to ``state``. The arrays are used
+    as they are (no copy); ``apply`` accepts both MLP weight shapes.
+    """
+    from ..nn._tree_util import unflatten_keys
+    if not hasattr(state_dict, "items"):
+        raise TypeError("lucid.models.from_state_dict: expected a dict of key -> array, got "
+                        f"{type(state_dict).__name__}")
+    params = {k: v for k, v in state_dict.items() if not k.endswith(_BUFFER_SUFFIXES)}
+    state = {k: v for k, v in state_dict.items() if k.endswith(_BUFFER_SUFFIXES)}
+    return unflatten_keys(params), unflatten_keys(state)
+
+
+def cast_state(state, dtype):
+    """BatchNorm statistics in the parameters' float dtype (like PyTorch's ``model.double()``)."""
+    from ..nn._tree_util import map_with_key
+
+    def cast(_, leaf):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f" and leaf.dtype != dtype:
+            return leaf.astype(dtype)
+        return leaf
+    return map_with_key(cast, state)

@@ -1,0 +1,185 @@
+"""Composite modules: Sequential, the Inception depthwise token mixer and the MLP head.
+
+InceptionDWConv2d and MlpHead are written the way a user writes a module: submodules
+assigned in ``__init__`` (their attribute names become the state-dict keys, as in timm)
+and a ``forward`` that calls them.
+"""
+from __future__ import annotations
+
+from .. import random as _random
+from ._info import LayerInfo, conv2d_info
+from ._layers import GELU, AdaptiveAvgPool2d, Conv2d, Dropout, Identity, LayerNorm, Linear
+from ._module import Module, check_positive_int
+from ._tree_util import has_leaves, subtree
+
+__all__ = ["Sequential", "InceptionDWConv2d", "MlpHead"]
+
+
+class Sequential(Module):
+    """Runs modules in order; their parameters form a list (keys "0.weight", "1.bias", ...)."""
+
+    native_nhwc = True  # each child converts the layout for itself if it needs to
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"lucid.nn.Sequential: argument {i} is {type(m).__name__}, "
+                                "expected a lucid.nn.Module")
+            setattr(self, str(i), m)
+
+    def __len__(self):
+        return len(self.named_children())
+
+    def __getitem__(self, i):
+        return self.children()[i]
+
+    def __iter__(self):
+        return iter(self.children())
+
+    def specs(self):
+        return [m if m._custom_init() else m.specs() for m in self.children()]
+
+    def _run(self, params, state, x, *, train, key, data_format):
+        states, changed = [], False
+        for i, m in enumerate(self.children()):
+            k = None if key is None else _random.fold_in(key, i)
+            s = subtree(state, str(i))
+            x, ns = m._call(subtree(params, str(i)), s, x, train, k, data_format)
+            states.append(ns if has_leaves(ns) else {})
+            changed = changed or ns is not s
+        return x, (states if changed else state)
+
+    def layer_info(self, in_shape, name=""):
+        rows, shape = [], tuple(in_shape)
+        for i, m in enumerate(self.children()):
+            row = m.layer_info(shape, f"{name}.{i}" if name else str(i))
+            rows.append(row)
+            if row.out_shape is None:
+                break
+            shape = row.out_shape
+        return LayerInfo.group(name, "Sequential", rows)
+
+
+def _odd_kernel(k, what):
+    k = check_positive_int(k, what, "InceptionDWConv2d")
+    if k % 2 == 0:
+        raise ValueError(f"lucid.nn.InceptionDWConv2d: {what} must be odd (same-size output), got {k}")
+    return k
+
+
+class InceptionDWConv2d(Module):
+    """InceptionNeXt's token mixer: identity + three depthwise conv branches on channel splits.
+
+    The channels split, in this order, into ``(C - 3*gc, gc, gc, gc)`` with
+    ``gc = int(C * branch_ratio)``: identity, a square ``k x k`` depthwise conv, a ``1 x kb``
+    band (mixes along W) and a ``kb x 1`` band (mixes along H); the results are concatenated.
+
+    Args:
+      in_chs: channels C.
+      square_kernel_size: k (odd), default 3.
+      band_kernel_size: kb (odd), default 11 (timm's inception_next_atto uses 9).
+      branch_ratio: gc / C, default 0.125 (atto: 0.25).
+    """
+
+    native_nhwc = True
+
+    def __init__(self, in_chs, square_kernel_size=3, band_kernel_size=11, branch_ratio=0.125):
+        super().__init__()
+        in_chs = check_positive_int(in_chs, "in_chs", "InceptionDWConv2d")
+        sk = _odd_kernel(square_kernel_size, "square_kernel_size")
+        kb = _odd_kernel(band_kernel_size, "band_kernel_size")
+        if not isinstance(branch_ratio, (int, float)) or not 0 < branch_ratio <= 1 / 3:
+            raise ValueError("lucid.nn.InceptionDWConv2d: branch_ratio must be in (0, 1/3], got "
+                             f"{branch_ratio!r}")
+        gc = int(in_chs * branch_ratio)
+        if gc < 1:
+            raise ValueError(f"lucid.nn.InceptionDWConv2d: in_chs * branch_ratio = {in_chs} * "
+                             f"{branch_ratio} gives no channel per branch")
+        self.in_chs, self.gc = in_chs, gc
+        self.square_kernel_size, self.band_kernel_size, self.branch_ratio = sk, kb, branch_ratio
+        self.dwconv_hw = Conv2d(gc, gc, sk, padding=(sk - 1) // 2, groups=gc)
+        self.dwconv_w = Conv2d(gc, gc, (1, kb), padding=(0, (kb - 1) // 2), groups=gc)
+        self.dwconv_h = Conv2d(gc, gc, (kb, 1), padding=((kb - 1) // 2, 0), groups=gc)
+        self.split_indexes = (in_chs - 3 * gc, gc, gc, gc)
+
+    def forward(self, x):
+        from .. import numpy as lnp
+        axis = self.ctx.channel_axis
+        if x.ndim != 4 or x.shape[axis] != self.in_chs:
+            raise ValueError(f"lucid.nn.InceptionDWConv2d: expected a 4-D {self.ctx.data_format} "
+                             f"input with {self.in_chs} channels, got shape {tuple(x.shape)}")
+        c_id, gc = self.split_indexes[0], self.gc
+        x_id, x_hw, x_w, x_h = lnp.split(x, [c_id, c_id + gc, c_id + 2 * gc], axis=axis)
+        return lnp.concatenate([x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w),
+                                self.dwconv_h(x_h)], axis=axis)
+
+    def layer_info(self, in_shape, name=""):
+        n, _, h, w = in_shape
+        branch = (n, self.gc, h, w)
+        rows = [conv2d_info(f"{name}.{b}", branch, self.gc, self.gc, conv.kernel_size,
+                            padding=conv.padding, groups=self.gc)
+                for b, conv in (("dwconv_hw", self.dwconv_hw), ("dwconv_w", self.dwconv_w),
+                                ("dwconv_h", self.dwconv_h))]
+        info = LayerInfo.group(name, "InceptionDWConv2d", rows,
+                               detail=f"id {self.split_indexes[0]} + 3x{self.gc} ch")
+        info.out_shape = tuple(in_shape)
+        return info
+
+    def extra_repr(self):
+        return (f"{self.in_chs}, square_kernel_size={self.square_kernel_size}, "
+                f"band_kernel_size={self.band_kernel_size}, branch_ratio={self.branch_ratio}")
+
+
+class MlpHead(Module):
+    """timm's MlpClassifierHead: avg pool -> fc1 -> GELU -> LayerNorm(eps 1e-6) -> dropout -> fc2.
+
+    Takes the feature map (NCHW from ``__call__``). Also available as ``_MLPHead``.
+
+    Args:
+      in_features: channels of the feature map.
+      num_classes: logits (0: no fc2, return the normalised hidden features).
+      pool_type: "avg" (the only pooling supported).
+      mlp_ratio: hidden width = int(mlp_ratio * in_features); default 3.
+      act_layer: activation Module class, default GELU (exact erf).
+      drop_rate: dropout before fc2 (training only).
+      bias: biases in fc1 / fc2.
+    """
+
+    native_nhwc = True
+
+    def __init__(self, in_features, num_classes=1000, pool_type="avg", mlp_ratio=3, act_layer=GELU,
+                 drop_rate=0.0, bias=True):
+        super().__init__()
+        if pool_type != "avg":
+            raise ValueError(f"lucid.nn.MlpHead: pool_type must be 'avg', got {pool_type!r}")
+        in_features = check_positive_int(in_features, "in_features", "MlpHead")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"lucid.nn.MlpHead: num_classes must be an int >= 0, got {num_classes!r}")
+        hidden = int(mlp_ratio * in_features)
+        self.in_features, self.num_classes, self.hidden_size = in_features, num_classes, hidden
+        self.global_pool = AdaptiveAvgPool2d(1, flatten=True)
+        self.fc1 = Linear(in_features, hidden, bias=bias)
+        self.act = act_layer()
+        self.norm = LayerNorm(hidden, eps=1e-6)
+        self.drop = Dropout(drop_rate)
+        self.fc2 = Linear(hidden, num_classes, bias=bias) if num_classes > 0 else Identity()
+
+    def forward(self, x):
+        axis = self.ctx.channel_axis
+        if x.ndim != 4 or x.shape[axis] != self.in_features:
+            raise ValueError(f"lucid.nn.MlpHead: expected a 4-D {self.ctx.data_format} feature map "
+                             f"with {self.in_features} channels, got shape {tuple(x.shape)}")
+        x = self.global_pool(x)
+        x = self.norm(self.act(self.fc1(x)))
+        return self.fc2(self.drop(x))
+
+    def layer_info(self, in_shape, name=""):
+        rows, shape = [], tuple(in_shape)
+        for child_name, m in self.named_children():
+            rows.append(m.layer_info(shape, f"{name}.{child_name}" if name else child_name))
+            shape = rows[-1].out_shape
+        return LayerInfo.group(name, "MlpHead", rows)
+
+
+_MLPHead = MlpHead

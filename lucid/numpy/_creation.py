@@ -1,0 +1,113 @@
+"""Array creation and dtypes (no gradient). lucid's default float dtype is float32.
+
+Python floats and lists of them become float32 (not NumPy's float64); arrays keep
+their dtype; integer data stays integer (useful for indices).
+"""
+import numpy as np
+
+from .._autodiff import Tracer
+from ._core import DEFAULT_DTYPE, astype, check_shape, err
+
+float32, float64 = np.float32, np.float64
+int32, int64, bool_ = np.int32, np.int64, np.bool_
+ndarray = np.ndarray
+pi, e, inf, nan = np.pi, np.e, np.inf, np.nan
+
+
+def _dtype(dtype, opname, default=DEFAULT_DTYPE):
+    if dtype is None:
+        return np.dtype(default)
+    try:
+        return np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(err(opname, f"expected a dtype, got {dtype!r}")) from exc
+
+
+def _from_python(x, opname):
+    """``x`` as an ndarray; float data that came from Python scalars/lists is float32."""
+    native = isinstance(x, (np.ndarray, np.generic))
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise TypeError(err(opname, f"cannot convert {type(x).__name__} to an array")) from exc
+    if arr.dtype == object:
+        raise TypeError(err(opname, f"cannot convert {type(x).__name__} to a numeric array"))
+    if not native and arr.dtype == np.float64:
+        arr = arr.astype(DEFAULT_DTYPE)
+    return arr
+
+
+def asarray(x, dtype=None):
+    """``x`` as an array, without copying when possible. A tracer is returned as is
+    (cast with :func:`astype` when ``dtype`` differs)."""
+    if isinstance(x, Tracer):
+        return x if dtype is None else astype(x, dtype)
+    arr = _from_python(x, "asarray")
+    return arr if dtype is None else arr.astype(_dtype(dtype, "asarray"), copy=False)
+
+
+def array(x, dtype=None):
+    """Like :func:`asarray`, but always a new array (tracers are immutable: returned as is)."""
+    if isinstance(x, Tracer):
+        return asarray(x, dtype)
+    arr = _from_python(x, "array")
+    return arr.astype(_dtype(dtype, "array", arr.dtype), copy=True)
+
+
+def zeros(shape, dtype=None):
+    """A new array of zeros (float32 by default)."""
+    return np.zeros(check_shape(shape, "zeros"), _dtype(dtype, "zeros"))
+
+
+def ones(shape, dtype=None):
+    """A new array of ones (float32 by default)."""
+    return np.ones(check_shape(shape, "ones"), _dtype(dtype, "ones"))
+
+
+def full(shape, fill_value, dtype=None):
+    """A new array filled with ``fill_value`` (float32 by default)."""
+    return np.full(check_shape(shape, "full"), fill_value, _dtype(dtype, "full"))
+
+
+def _like(x, opname):
+    if isinstance(x, Tracer):
+        return x.shape, x.dtype
+    arr = _from_python(x, opname)
+    return arr.shape, arr.dtype
+
+
+def zeros_like(x, dtype=None):
+    """Zeros with ``x``'s shape and dtype (works on tracers; no gradient)."""
+    shape, dt = _like(x, "zeros_like")
+    return np.zeros(shape, _dtype(dtype, "zeros_like", dt))
+
+
+def ones_like(x, dtype=None):
+    """Ones with ``x``'s shape and dtype (works on tracers; no gradient)."""
+    shape, dt = _like(x, "ones_like")
+    return np.ones(shape, _dtype(dtype, "ones_like", dt))
+
+
+def full_like(x, fill_value, dtype=None):
+    """``fill_value`` with ``x``'s shape and dtype (works on tracers; no gradient)."""
+    shape, dt = _like(x, "full_like")
+    return np.full(shape, fill_value, _dtype(dtype, "full_like", dt))
+
+
+def arange(start, stop=None, step=1, dtype=None):
+    """Evenly spaced values in [start, stop) (or [0, start)): int64 for int arguments,
+    else float32."""
+    lo, hi = (0, start) if stop is None else (start, stop)
+    if not all(isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool)
+               for a in (lo, hi, step)):
+        raise TypeError(err("arange", f"start, stop and step must be numbers, got "
+                                      f"{(start, stop, step)}"))
+    if step == 0:
+        raise ValueError(err("arange", "step must not be 0"))
+    ints = all(isinstance(a, (int, np.integer)) for a in (lo, hi, step))
+    return np.arange(lo, hi, step, dtype=_dtype(dtype, "arange", np.int64 if ints else DEFAULT_DTYPE))
+
+
+def eye(n, m=None, k=0, dtype=None):
+    """An identity-like 2-d array (float32 by default)."""
+    return np.eye(n, m, k, dtype=_dtype(dtype, "eye"))
