@@ -262,25 +262,63 @@ def measure_compile(args) -> dict:
             "samples": {"lucid": [wall]}, "lucid": wall, "ratio": wall}
 
 
-def run_all(args, torch_ok: bool, script: str) -> dict:
-    """Every requested metric, in the order of the issue's table."""
-    rows = []
+class OtherLoad:
+    """The share of the machine's CPU time that processes other than ours used since start.
+
+    Read from /proc/stat (steal included) minus this process and its waited-for children;
+    anything well above 0 means the figures were taken on a busy machine.
+    """
+
+    def __init__(self):
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot():
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+        except OSError:
+            return None
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+        t = os.times()
+        return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
+
+    def share(self):
+        end = self._snapshot()
+        if end is None or self._start is None:
+            return None
+        (t0, busy0, own0), (t1, busy1, own1) = self._start, end
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / ((t1 - t0) * os.cpu_count()))
+
+
+def _jobs(args, torch_ok, script):
+    """(label, zero-argument measurement) in the order of the issue's table."""
     for metric in ("forward", "train", "latency"):
         if metric in args.only:
             for model in args.models:
-                print(f"... {metric} {model}", file=sys.stderr, flush=True)
-                rows.append(measure_speed(metric, model, args, torch_ok))
+                yield f"{metric} {model}", lambda m=metric, mo=model: measure_speed(
+                    m, mo, args, torch_ok)
     if "memory" in args.only:
         for model in args.models:
-            print(f"... memory {model}", file=sys.stderr, flush=True)
-            rows.append(measure_memory(model, args, torch_ok, script))
+            yield f"memory {model}", lambda mo=model: measure_memory(mo, args, torch_ok, script)
     if "coldstart" in args.only:
-        print("... cold start", file=sys.stderr, flush=True)
-        rows.append(measure_coldstart(args, torch_ok))
+        yield "cold start", lambda: measure_coldstart(args, torch_ok)
     if "compile" in args.only:
-        print("... first-ever compilation", file=sys.stderr, flush=True)
-        rows.append(measure_compile(args))
-    return {"machine": machine_info(torch_ok, args.threads), "rows": rows,
+        yield "first-ever compilation", lambda: measure_compile(args)
+
+
+def run_all(args, torch_ok: bool, script: str) -> dict:
+    """Every requested metric, each with the other processes' CPU share while it ran."""
+    rows, whole_run = [], OtherLoad()
+    for label, measure in _jobs(args, torch_ok, script):
+        print(f"... {label}", file=sys.stderr, flush=True)
+        load = OtherLoad()
+        row = measure()
+        row["other_load"] = load.share()
+        rows.append(row)
+    machine = machine_info(torch_ok, args.threads)
+    machine["other_load"] = whole_run.share()
+    return {"machine": machine, "rows": rows,
             "settings": {k: v for k, v in vars(args).items() if k != "child_memory"}}
 
 
@@ -346,11 +384,15 @@ def _status(row, torch_ok):
     return shown, target, "MET" if met else "NOT MET"
 
 
+def _pct(v):
+    return "?" if v is None else f"{100 * v:.0f}%"
+
+
 def format_report(report: dict) -> str:
     """The comparison table, then the machine it ran on."""
     rows, torch_ok = report["rows"], "torch" in report["machine"]
     head = ["model", "metric", "lucid", "PyTorch (layout)", "lucid img/s", "torch img/s",
-            "lucid GFLOP/s", "torch GFLOP/s", "ratio", "target", "status"]
+            "lucid GFLOP/s", "torch GFLOP/s", "ratio", "target", "status", "others"]
     table = [head]
     for row in rows:
         speed = row["metric"] in ("forward", "train", "latency")
@@ -363,13 +405,18 @@ def format_report(report: dict) -> str:
             cells.append(f"{row['batch'] / row[key]:.2f}" if speed and key in row else "-")
         for key in ("lucid", "torch"):
             cells.append(f"{row['gflop'] / row[key]:.1f}" if speed and key in row else "-")
-        table.append(cells + list(_status(row, torch_ok)))
+        load = row.get("other_load")
+        table.append(cells + list(_status(row, torch_ok))
+                     + [_pct(load)])
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     m = report["machine"]
     lines += ["", "ratio: speed rows = lucid/PyTorch throughput (higher is better); memory and "
               "fresh-process rows = lucid/PyTorch (lower is better); compile = lucid seconds.",
+              "others: share of the machine's CPU time used by other processes meanwhile "
+              f"(whole run: {_pct(m.get('other_load'))}); well above 0% = figures from a busy "
+              "machine.",
               f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['threads']} threads "
               f"each; Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']} "
               f"(threading layer {m['numba_threading_layer']})"

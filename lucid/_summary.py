@@ -38,9 +38,9 @@ def _shape_str(shape, sep=", "):
 
 
 def _check_input_shape(shape):
-    if isinstance(shape, (int, np.integer)) or not isinstance(shape, (tuple, list)) or \
-            len(shape) not in (3, 4) or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
-                                            or s < 1 for s in shape):
+    ok = isinstance(shape, (tuple, list)) and len(shape) in (3, 4) and all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in shape)
+    if not ok:
         raise ValueError(f"{_WHERE}: input_shape must be (N, C, H, W) or (C, H, W) with positive "
                          f"ints, got {shape!r}")
     return (1,) + tuple(int(s) for s in shape) if len(shape) == 3 else tuple(int(s) for s in shape)

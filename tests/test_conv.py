@@ -49,6 +49,7 @@ CASES = {
     "dw9x1": (3, 3, 3, (9, 1), 1, "same", (9, 4), "depthwise"),
     "dw3x3_asym": (6, 6, 6, (3, 3), 1, ((1, 2), (0, 3)), (5, 6), "depthwise"),
     "dw3x3_s2": (4, 4, 4, (3, 3), 2, 1, (9, 8), "depthwise"),
+    "dw7x7_s2": (3, 3, 3, (7, 7), 2, 3, (13, 12), "depthwise"),
     "dw5x4_s3_asym": (4, 4, 4, (5, 4), (3, 2), ((2, 0), (1, 3)), (11, 9), "depthwise"),
     "dw4x4_same_even": (3, 3, 3, (4, 4), 1, "same", (6, 7), "depthwise"),
     "pw1x1": (6, 5, 1, (1, 1), 1, 0, (4, 5), "pointwise"),
@@ -219,6 +220,8 @@ KGEOM = [  # (N, H, W, C, kh, kw, sh, sw, pt, pb, pl, pr)
     (1, 9, 8, 3, 7, 7, 1, 1, 3, 3, 3, 3),
     (2, 8, 9, 4, 3, 2, 2, 3, 0, 2, 1, 0),
     (1, 5, 11, 2, 1, 11, 1, 1, 0, 0, 5, 5),
+    (1, 13, 9, 3, 7, 3, 2, 1, 3, 2, 1, 1),
+    (2, 14, 10, 4, 9, 3, 3, 2, 4, 4, 0, 2),
 ]
 
 
@@ -287,3 +290,16 @@ def test_space_to_depth_kernels(shape, k, dtype):
     expected = np.zeros_like(x)
     expected[:, :Ho * kh, :Wo * kw] = x[:, :Ho * kh, :Wo * kw]
     np.testing.assert_array_equal(back, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (40, 16)])
+def test_bias_kernels(shape, dtype):
+    rng = np.random.default_rng(5)
+    y, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    expected = y + b
+    K.bias_add(y, b)
+    np.testing.assert_array_equal(y, expected)
+    gb = np.full_like(b, np.nan)
+    K.bias_grad(y, gb)
+    assert rel_err(gb, y.astype(np.float64).sum(axis=0)) < (1e-6 if dtype == np.float32 else 1e-14)

@@ -127,7 +127,7 @@ def test_layer_norm_mixed_dtypes():
 
 
 def test_layer_norm_negative_eps():
-    with pytest.raises(ValueError, match="layer_norm: eps must be in"):
+    with pytest.raises(ValueError, match="layer_norm: eps must be >= 0"):
         F.layer_norm(np.ones((2, 4), np.float32), eps=-1.0)
 
 

@@ -1,4 +1,4 @@
-"""softmax, log_softmax and cross_entropy vs NumPy oracles (PyTorch's formulas), VJPs, bad inputs."""
+"""softmax, log_softmax, cross_entropy vs NumPy oracles (PyTorch's formulas), VJPs, bad inputs."""
 import numpy as np
 import pytest
 

@@ -15,6 +15,7 @@ import lucid.nn as nn
 import lucid.numpy as lnp
 from lucid.models import convnext, inception_next
 from lucid.models.inception_next import _MLPHead
+from lucid.nn._spec import materialize
 from lucid.nn._tree_util import named_leaves
 from gradcheck import check_vjp
 
@@ -41,7 +42,8 @@ def test_documentation_examples():
     assert model.num_parameters() == 8_537_802
     assert model.config.drop_path_rate == 0.1 and model.config.ls_init_value == 1e-5
     model_tiny = InceptionNeXt(num_classes=1000, depths=[3, 3, 9, 3], dims=[96, 192, 384, 768])
-    assert model_tiny.config.token_mixers == (nn.Identity,) * 4 and model_tiny.config.head_fn is _MLPHead
+    assert model_tiny.config.token_mixers == (nn.Identity,) * 4
+    assert model_tiny.config.head_fn is _MLPHead
 
 
 # ---- parameter counts and keys (shapes only, nothing allocated) -------------------------
@@ -66,13 +68,12 @@ def test_parameter_counts_equal_timm(name):
 
 @pytest.mark.parametrize("name", sorted(BUFFER_ELEMENTS))
 def test_batchnorm_buffer_sizes_equal_timm(name):
-    state = lucid.nn._spec.materialize(models.create_model(name).specs(), lucid.random.key(0),
-                                       abstract=True)[1]
+    state = materialize(models.create_model(name).specs(), None, abstract=True)[1]
     assert sum(int(np.size(v)) for _, v in named_leaves(state)) == BUFFER_ELEMENTS[name]
 
 
 def test_convnext_atto_state_dict_keys_and_shapes():
-    p, s = lucid.nn._spec.materialize(convnext.specs(models.convnext_atto().config), None, abstract=True)
+    p, s = materialize(convnext.specs(models.convnext_atto().config), None, abstract=True)
     keys = named_leaves(p)
     assert s == {} and len(keys) == 128
     shapes = dict(keys)
@@ -87,7 +88,7 @@ def test_convnext_atto_state_dict_keys_and_shapes():
 
 def test_convnext_tiny_uses_linear_mlp_shapes():
     cfg = models.convnext_tiny().config
-    shapes = dict(named_leaves(lucid.nn._spec.materialize(convnext.specs(cfg), None, abstract=True)[0]))
+    shapes = dict(named_leaves(materialize(convnext.specs(cfg), None, abstract=True)[0]))
     assert shapes["stages.2.blocks.8.mlp.fc1.weight"].shape == (1536, 384)
     assert shapes["stages.0.blocks.0.conv_dw.weight"].shape == (96, 1, 7, 7)
 
@@ -129,7 +130,8 @@ def test_init_follows_timm():
     assert np.all(block["gamma"] == np.float32(1e-6)) and not block["conv_dw"]["bias"].any()
     assert np.all(block["norm"]["weight"] == 1) and not block["norm"]["bias"].any()
     assert state == {}
-    _, bn_state = inception_next.init(lucid.random.key(0), models.inception_next_atto(**TINY).config)
+    atto_cfg = models.inception_next_atto(**TINY).config
+    _, bn_state = inception_next.init(lucid.random.key(0), atto_cfg)
     bn = bn_state["stages"][1]["downsample"][0]
     assert not bn["running_mean"].any() and np.all(bn["running_var"] == 1)
     p64, _ = convnext.init(lucid.random.key(0), cfg, dtype=np.float64)
@@ -171,7 +173,8 @@ def test_convnext_head_dropout_only_in_training():
 
 def test_inception_batchnorm_uses_batch_statistics_in_training():
     model = randomized(models.inception_next_atto(num_classes=4, **TINY))
-    state0 = {k: v.copy() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
+    state0 = {k: v.copy() for k, v in model.state_dict().items()
+              if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
     eval_out = model(X)
     train_out, new_state = model.apply(model.params, X, state=model.state, train=True)
     assert not np.allclose(train_out, eval_out)
@@ -185,7 +188,8 @@ def test_inception_batchnorm_uses_batch_statistics_in_training():
 
 
 def test_every_parameter_gets_a_nonzero_gradient():
-    for model in (models.ConvNeXt(num_classes=4, **TINY), models.inception_next_atto(num_classes=4, **TINY)):
+    for model in (models.ConvNeXt(num_classes=4, **TINY),
+                  models.inception_next_atto(num_classes=4, **TINY)):
         model = randomized(model)
         grads = lucid.grad(lambda p: lnp.sum(lnp.square(model.apply(p, X))))(model.params)
         flat = named_leaves(grads)
@@ -198,7 +202,8 @@ def test_float64_end_to_end_gradients(family):
     model = (models.ConvNeXt(num_classes=3, depths=[1, 1, 1, 1], dims=[6, 6, 8, 8], conv_mlp=True)
              if family == "convnext" else models.inception_next_atto(num_classes=3, **TINY))
     model = randomized(model)
-    leaves, treedef = lucid.tree.flatten(lucid.tree.map(lambda a: a.astype(np.float64), model.params))
+    params64 = lucid.tree.map(lambda a: a.astype(np.float64), model.params)
+    leaves, treedef = lucid.tree.flatten(params64)
     x = X[:1].astype(np.float64)
     out = model.apply(treedef.unflatten(leaves), x)
     assert out.dtype == np.float64
@@ -257,7 +262,8 @@ def test_identity_token_mixer_has_no_parameters():
                                                                           band_kernel_size=5)])
     keys = [k for k in per_stage.state_dict() if "token_mixer" in k]
     assert {k.split(".")[1] for k in keys} == {"1", "3"}
-    assert per_stage.state_dict()["stages.3.blocks.0.token_mixer.dwconv_h.weight"].shape == (3, 1, 5, 1)
+    sd = per_stage.state_dict()
+    assert sd["stages.3.blocks.0.token_mixer.dwconv_h.weight"].shape == (3, 1, 5, 1)
     assert per_stage(X).shape == (2, 5)
 
 
@@ -268,7 +274,8 @@ def test_functional_form_matches_the_object():
     params, state = model.init(lucid.random.key(3))
     assert np.array_equal(model.apply(params, X, state=state),
                           inception_next.apply(params, X, state=state, config=model.config))
-    assert np.array_equal(inception_next.apply(params, X), inception_next.apply(params, X, state=state))
+    assert np.array_equal(inception_next.apply(params, X),  # state=None: the initial statistics
+                          inception_next.apply(params, X, state=state))
     clone = models.InceptionNeXt.from_config(model.config)
     assert clone.config is model.config and clone.num_parameters() == model.num_parameters()
 
@@ -289,8 +296,12 @@ def test_state_dict_round_trip_through_files(tmp_path, ext):
 
 def test_loading_a_mismatched_or_broken_checkpoint(tmp_path):
     path = tmp_path / "other.safetensors"
-    lucid.io.save(path, models.ConvNeXt(num_classes=3, **TINY).state_dict())
-    with pytest.raises(ValueError, match="missing key.*unexpected key.*mis-shaped"):
+    other = models.ConvNeXt(num_classes=3, depths=[1, 1, 2, 1], dims=TINY["dims"]).state_dict()
+    del other["stem.0.bias"]
+    lucid.io.save(path, other)
+    with pytest.raises(ValueError, match=r"lucid.models.ConvNeXt.load_state_dict: .*1 missing key"
+                       r".*stem.0.bias.*9 unexpected key.*stages.2.blocks.1.gamma.*2 mis-shaped "
+                       r"key.*head.fc.weight: expected \(4, 24\), got \(3, 24\)"):
         models.create_model("convnext_atto", num_classes=4, **TINY, weights=path)
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
@@ -320,7 +331,7 @@ def test_registry():
 @pytest.mark.parametrize("x, match", [
     (np.zeros((3, 32, 32), np.float32), r"expected an NCHW input of shape \(N, 3, H, W\)"),
     (np.zeros((1, 4, 32, 32), np.float32), r"expected an NCHW input of shape \(N, 3, H, W\)"),
-    (np.zeros((1, 3, 31, 64), np.float32), "too small"),
+    (np.zeros((1, 3, 31, 64), np.float32), r"input of shape \(1, 3, 31, 64\) is too small"),
 ])
 def test_bad_inputs_name_the_model(family, x, match):
     model = models.ConvNeXt(**TINY) if family == "convnext" else models.inception_next_atto(**TINY)

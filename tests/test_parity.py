@@ -30,7 +30,8 @@ def load_case(name):
     data = np.load(FIXTURES / f"{name}.npz")
     arrays = {k: data[k] for k in data.files}
     cfg = json.loads(str(arrays.pop("config_json")))
-    x = np.random.default_rng(cfg["input_seed"]).standard_normal(cfg["input_shape"]).astype(np.float32)
+    rng = np.random.default_rng(cfg["input_seed"])
+    x = rng.standard_normal(cfg["input_shape"]).astype(np.float32)
     return cfg, arrays, x
 
 
@@ -105,7 +106,8 @@ def test_fixture_parity(name):
 def test_functional_apply_reads_architecture_from_timm_keys(name):
     """models.from_state_dict + <family>.apply without a config reproduces timm's logits."""
     _, arrays, x = load_case(name)
-    params, state = models.from_state_dict({**section(arrays, "param/"), **section(arrays, "buffer/")})
+    flat = {**section(arrays, "param/"), **section(arrays, "buffer/")}
+    params, state = models.from_state_dict(flat)
     family = convnext if name.startswith("convnext") else inception_next
     logits = family.apply(params, x, state=state or None)
     assert rel_err(logits, arrays["logits"]) <= LOGITS_TOL
@@ -134,14 +136,15 @@ def test_facade_train_step_updates_running_stats_in_place():
 def test_timm_checkpoint_files_reproduce_timm_logits(ext):
     """create_model(..., weights=timm checkpoint) gives timm's logits (conv-MLP weights)."""
     _, arrays, x = load_case("convnext_convmlp")
+    path = FIXTURES / f"convnext_convmlp_state.{ext}"
     model = models.create_model("convnext_atto", num_classes=7, depths=[1, 1, 1, 1],
-                                dims=[8, 12, 16, 24], weights=FIXTURES / f"convnext_convmlp_state.{ext}")
+                                dims=[8, 12, 16, 24], weights=path)
     assert rel_err(model(x), arrays["logits"]) <= LOGITS_TOL
 
 
 def test_conv_mlp_checkpoint_loads_into_linear_mlp_model():
     _, arrays, x = load_case("convnext_convmlp")
-    model = models.ConvNeXt(num_classes=7, depths=[1, 1, 1, 1], dims=[8, 12, 16, 24])  # conv_mlp=False
+    model = models.ConvNeXt(num_classes=7, depths=[1, 1, 1, 1], dims=[8, 12, 16, 24])  # Linear MLP
     model.load_state_dict(lucid.io.load(FIXTURES / "convnext_convmlp_state.pth"))
     assert model.params["stages"][0]["blocks"][0]["mlp"]["fc1"]["weight"].shape == (32, 8)
     assert rel_err(model(x), arrays["logits"]) <= LOGITS_TOL

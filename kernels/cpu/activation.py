@@ -42,10 +42,13 @@ def _gelu_tanh(v):
 
 @numba.njit(inline="always")
 def _gelu_tanh_grad(v):
+    # With s = sigmoid(2u): d/dv [v s] = s + 2 v s (1 - s) u'; 1 - s = e s avoids cancellation.
     u = _c(v, _SQRT_2_PI) * (v + _c(v, _TANH_C) * v * v * v)
-    s = _c(v, 1.0) / (_c(v, 1.0) + exp(_c(v, -2.0) * u))
+    e = exp(_c(v, -2.0) * u)
+    s = _c(v, 1.0) / (_c(v, 1.0) + e)
     du = _c(v, _SQRT_2_PI) * (_c(v, 1.0) + _c(v, 3.0 * _TANH_C) * v * v)
-    return s + _c(v, 2.0) * v * s * (_c(v, 1.0) - s) * du
+    one_minus_s = e * s if s > 0 else _c(v, 1.0)  # s == 0 once e overflows to inf
+    return s + _c(v, 2.0) * v * s * one_minus_s * du
 
 
 @pjit

@@ -9,6 +9,7 @@ Kernels:
   depthwise_fwd / depthwise_bwd_x / depthwise_bwd_w -- groups == C_in == C_out.
   space_to_depth / depth_to_space -- patch rearrangement for kernel == stride convs.
   im2col / col2im -- the general (any groups, stride, padding) path.
+  bias_add / bias_grad -- the bias of the GEMM paths, on (N*Ho*Wo, O) rows.
 
 Every inner loop runs over contiguous channels so LLVM vectorises it, and every
 parallel loop owns the rows it writes (no write races, no atomics).
@@ -27,30 +28,58 @@ def _taps_range(j, pl, sw, W, Wo):
     return lo, hi
 
 
+# The depthwise row helpers below add the taps of 1, 2 or 4 kernel rows at once: one
+# pass over the destination row per group of rows instead of per row saves loads and
+# stores (the destination is read and written once per group). With scatter=False
+# they correlate, dst[ow] += src[ow*sw - pl + j] * w[j]; with scatter=True they apply
+# the transpose, dst[ow*sw - pl + j] += src[ow] * w[j] (the gradient w.r.t. x).
+
 @jit
-def _correlate_row(xrow, wrow, orow, sw, pl):
-    """orow[ow, :] += sum_j xrow[ow * sw - pl + j, :] * wrow[j, :] (one input row, all taps)."""
-    W, C = xrow.shape
-    Wo = orow.shape[0]
-    for j in range(wrow.shape[0]):
+def _taps1(s0, w0, dst, sw, pl, scatter):
+    """dst += the kw taps of one (source row, weight row) pair."""
+    W, Wo = (dst.shape[0], s0.shape[0]) if scatter else (s0.shape[0], dst.shape[0])
+    C = dst.shape[1]
+    for j in range(w0.shape[0]):
         lo, hi = _taps_range(j, pl, sw, W, Wo)
+        a0 = w0[j]
         for ow in range(lo, hi):
             iw = ow * sw - pl + j
+            si, di = (ow, iw) if scatter else (iw, ow)
+            x0, d = s0[si], dst[di]
             for c in range(C):
-                orow[ow, c] += xrow[iw, c] * wrow[j, c]
+                d[c] = d[c] + x0[c] * a0[c]
 
 
 @jit
-def _scatter_row(grow, wrow, gxrow, sw, pl):
-    """gxrow[ow * sw - pl + j, :] += grow[ow, :] * wrow[j, :]: the transpose of _correlate_row."""
-    W, C = gxrow.shape
-    Wo = grow.shape[0]
-    for j in range(wrow.shape[0]):
+def _taps2(s0, s1, w0, w1, dst, sw, pl, scatter):
+    """dst += the kw taps of two (source row, weight row) pairs."""
+    W, Wo = (dst.shape[0], s0.shape[0]) if scatter else (s0.shape[0], dst.shape[0])
+    C = dst.shape[1]
+    for j in range(w0.shape[0]):
         lo, hi = _taps_range(j, pl, sw, W, Wo)
+        a0, a1 = w0[j], w1[j]
         for ow in range(lo, hi):
             iw = ow * sw - pl + j
+            si, di = (ow, iw) if scatter else (iw, ow)
+            x0, x1, d = s0[si], s1[si], dst[di]
             for c in range(C):
-                gxrow[iw, c] += grow[ow, c] * wrow[j, c]
+                d[c] = d[c] + x0[c] * a0[c] + x1[c] * a1[c]
+
+
+@jit
+def _taps4(s0, s1, s2, s3, w0, w1, w2, w3, dst, sw, pl, scatter):
+    """dst += the kw taps of four (source row, weight row) pairs."""
+    W, Wo = (dst.shape[0], s0.shape[0]) if scatter else (s0.shape[0], dst.shape[0])
+    C = dst.shape[1]
+    for j in range(w0.shape[0]):
+        lo, hi = _taps_range(j, pl, sw, W, Wo)
+        a0, a1, a2, a3 = w0[j], w1[j], w2[j], w3[j]
+        for ow in range(lo, hi):
+            iw = ow * sw - pl + j
+            si, di = (ow, iw) if scatter else (iw, ow)
+            x0, x1, x2, x3, d = s0[si], s1[si], s2[si], s3[si], dst[di]
+            for c in range(C):
+                d[c] = d[c] + x0[c] * a0[c] + x1[c] * a1[c] + x2[c] * a2[c] + x3[c] * a3[c]
 
 
 @jit
@@ -78,17 +107,25 @@ def depthwise_fwd(x, w, b, sh, sw, pt, pl, out):
         for ow in range(Wo):
             for c in range(C):
                 orow[ow, c] = b[c]
-        for i in range(kh):
-            ih = oh * sh - pt + i
-            if 0 <= ih < H:
-                _correlate_row(x[n, ih], w[i], orow, sw, pl)
+        h = oh * sh - pt                       # input row of tap i is h + i
+        i, end = max(0, -h), min(kh, H - h)    # the taps that land inside x
+        while i + 4 <= end:
+            _taps4(x[n, h + i], x[n, h + i + 1], x[n, h + i + 2], x[n, h + i + 3],
+                   w[i], w[i + 1], w[i + 2], w[i + 3], orow, sw, pl, False)
+            i += 4
+        if i + 2 <= end:
+            _taps2(x[n, h + i], x[n, h + i + 1], w[i], w[i + 1], orow, sw, pl, False)
+            i += 2
+        if i < end:
+            _taps1(x[n, h + i], w[i], orow, sw, pl, False)
 
 
 @pjit
 def depthwise_bwd_x(g, w, sh, sw, pt, pl, gx):
     """Gradient w.r.t. x: g (N, Ho, Wo, C), w (kh, kw, C) -> gx (N, H, W, C).
 
-    Parallel over input rows; each row gathers from the output rows that read it.
+    Parallel over input rows; row ih gathers output row (ih + pt - i) / sh through tap
+    i, for the taps i where that is a whole number inside [0, Ho).
     """
     N, H, W, C = gx.shape
     Ho = g.shape[1]
@@ -99,10 +136,21 @@ def depthwise_bwd_x(g, w, sh, sw, pt, pl, gx):
         for iw in range(W):
             for c in range(C):
                 gxrow[iw, c] = 0.0
-        for i in range(kh):
-            t = ih + pt - i
-            if t >= 0 and t % sh == 0 and t // sh < Ho:
-                _scatter_row(g[n, t // sh], w[i], gxrow, sw, pl)
+        t = ih + pt
+        i = max(0, t - (Ho - 1) * sh)
+        i += (t - i) % sh                      # first tap with a whole output row
+        last = min(kh - 1, t)
+        while i + 3 * sh <= last:
+            o = (t - i) // sh                  # taps i, i+sh, ... read rows o, o-1, ...
+            _taps4(g[n, o], g[n, o - 1], g[n, o - 2], g[n, o - 3],
+                   w[i], w[i + sh], w[i + 2 * sh], w[i + 3 * sh], gxrow, sw, pl, True)
+            i += 4 * sh
+        if i + sh <= last:
+            o = (t - i) // sh
+            _taps2(g[n, o], g[n, o - 1], w[i], w[i + sh], gxrow, sw, pl, True)
+            i += 2 * sh
+        if i <= last:
+            _taps1(g[n, (t - i) // sh], w[i], gxrow, sw, pl, True)
 
 
 @pjit
@@ -236,3 +284,27 @@ def col2im(cols, kh, kw, sh, sw, pt, pl, Ho, Wo, gx):
                         src = cols[grp, mrow + ow]
                         for c in range(Cg):
                             gx[n, ih, iw, grp * Cg + c] += src[base + c]
+
+
+@pjit
+def bias_add(y, b):
+    """y[m, :] += b in place, for the GEMM paths' (N*Ho*Wo, O) output."""
+    M, O = y.shape
+    for m in numba.prange(M):
+        for o in range(O):
+            y[m, o] += b[o]
+
+
+@pjit
+def bias_grad(g, gb):
+    """gb = g.sum(axis=0) for g (M, O), summed in a fixed number of row chunks."""
+    M, O = g.shape
+    chunks = max(1, min(M, 16))
+    part = np.zeros((chunks, O), gb.dtype)
+    for k in numba.prange(chunks):
+        for m in range(k * M // chunks, (k + 1) * M // chunks):
+            for o in range(O):
+                part[k, o] += g[m, o]
+    gb[...] = 0.0
+    for k in range(chunks):
+        gb += part[k]

@@ -13,6 +13,8 @@ import numpy as np
 
 from ._common import pjit
 
+BLOCK = 8192  # elements per parallel task when spreading a cotangent
+
 
 @numba.njit(inline="always")
 def _chunk(t, nchunk, R):
@@ -20,6 +22,23 @@ def _chunk(t, nchunk, R):
     step = (R + nchunk - 1) // nchunk
     lo = min((t % nchunk) * step, R)
     return t // nchunk, lo, min(lo + step, R)
+
+
+@numba.njit(inline="always")
+def _sum_run(v):
+    """Sum of a contiguous run with four independent float64 accumulators: without
+    fastmath LLVM keeps a single accumulator's adds in order, one add latency each."""
+    s0 = s1 = s2 = s3 = 0.0
+    m = v.size // 4
+    for i in range(m):  # indices from range(m) are provably >= 0: no wraparound code
+        j = 4 * i
+        s0 += v[j]
+        s1 += v[j + 1]
+        s2 += v[j + 2]
+        s3 += v[j + 3]
+    for i in range(v.size - 4 * m):
+        s0 += v[4 * m + i]
+    return (s0 + s1) + (s2 + s3)
 
 
 @pjit
@@ -31,10 +50,7 @@ def sum_fwd(x, nchunk, scale, out):
         a, lo, hi = _chunk(t, nchunk, R)
         acc = part[t]
         if C == 1:
-            s = 0.0
-            for r in range(lo, hi):
-                s += x[a, r, 0]
-            acc[0] = s
+            acc[0] = _sum_run(x.reshape(A, R)[a, lo:hi])
         else:
             for r in range(lo, hi):
                 row = x[a, r]
@@ -48,16 +64,30 @@ def sum_fwd(x, nchunk, scale, out):
             out[a, c] = s * scale
 
 
+@numba.njit(inline="always")
+def _row_blocks(A, R, C):
+    """(rows per task, tasks per slice): parallel tasks of ~BLOCK elements over (A, R, C)."""
+    rows = max(1, BLOCK // max(C, 1))
+    return rows, (R + rows - 1) // rows
+
+
 @pjit
 def sum_bwd(g, scale, out):
     """out[a, r, c] = scale * g[a, c]: the cotangent of sum/mean, spread over R."""
     A, R, C = out.shape
-    for t in numba.prange(A * R):
-        a = t // R
-        o = out[a, t % R]
-        ga = g[a]
-        for c in range(C):
-            o[c] = ga[c] * scale
+    rows, nb = _row_blocks(A, R, C)
+    for t in numba.prange(A * nb):
+        a = t // nb
+        lo = (t % nb) * rows
+        hi = min(lo + rows, R)
+        if C == 1:  # no per-element row views: a full reduction has R = size
+            v = g[a, 0] * scale
+            for r in range(lo, hi):
+                out[a, r, 0] = v
+        else:
+            for r in range(lo, hi):
+                for c in range(C):
+                    out[a, r, c] = g[a, c] * scale
 
 
 @numba.njit(inline="always")
@@ -99,9 +129,10 @@ def max_bwd(x, y, g, out):
             for c in range(C):
                 if x[a, r, c] == y[a, c]:
                     count[a, c] += 1.0
-    for t in numba.prange(A * R):
-        a = t // R
-        xr = x[a, t % R]
-        o = out[a, t % R]
-        for c in range(C):
-            o[c] = g[a, c] / count[a, c] if xr[c] == y[a, c] else 0.0
+    rows, nb = _row_blocks(A, R, C)
+    for t in numba.prange(A * nb):
+        a = t // nb
+        lo = (t % nb) * rows
+        for r in range(lo, min(lo + rows, R)):
+            for c in range(C):
+                out[a, r, c] = g[a, c] / count[a, c] if x[a, r, c] == y[a, c] else 0.0

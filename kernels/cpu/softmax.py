@@ -10,40 +10,36 @@ pass silently dropped a store through such a view (``o[labels[r]] -= ...``).
 import math
 
 import numba
+import numpy as np
 
 from ._common import pjit
-from ._math import exp, row_dot, row_sum
+from ._math import exp, row_dot, row_sum, scalar_like
 
 
 @numba.njit(inline="always")
 def _row_max(v):
+    # NaN needs no special case: a NaN element makes exp(v - m) and the row sum NaN anyway.
     m = v[0]
     for i in range(1, v.size):
-        if v[i] > m or v[i] != v[i]:  # NaN wins, so a NaN row gives NaN (as PyTorch)
+        if v[i] > m:
             m = v[i]
     return m
 
 
 @numba.njit(inline="always")
-def _row_logsumexp(v):
-    """log(sum(exp(v))) in float64 (written so exp works in v's dtype)."""
-    m = _row_max(v)
-    s = 0.0
+def _exp_shifted(v, m, buf):
+    """buf = exp(v - m) (vectorised, in v's dtype); returns the float64 sum of buf."""
     for i in range(v.size):
-        s += exp(v[i] - m)
-    return m + math.log(s)
+        buf[i] = exp(v[i] - m)
+    return row_sum(buf)
 
 
 @pjit
 def softmax_fwd(x, out):
-    rows = x.shape[0]
-    for r in numba.prange(rows):
+    for r in numba.prange(x.shape[0]):
         xr = x[r]
         o = out[r]
-        m = _row_max(xr)
-        for i in range(xr.size):
-            o[i] = exp(xr[i] - m)
-        inv = 1.0 / row_sum(o)
+        inv = scalar_like(x, 1.0 / _exp_shifted(xr, _row_max(xr), o))
         for i in range(xr.size):
             o[i] = o[i] * inv
 
@@ -55,7 +51,7 @@ def softmax_bwd(g, y, out):
         gr = g[r]
         yr = y[r]
         o = out[r]
-        s = row_dot(gr, yr)
+        s = scalar_like(g, row_dot(gr, yr))
         for i in range(gr.size):
             o[i] = yr[i] * (gr[i] - s)
 
@@ -65,9 +61,10 @@ def log_softmax_fwd(x, out):
     for r in numba.prange(x.shape[0]):
         xr = x[r]
         o = out[r]
-        lse = _row_logsumexp(xr)
+        m = _row_max(xr)
+        shift = scalar_like(x, m + math.log(_exp_shifted(xr, m, o)))  # o is scratch here
         for i in range(xr.size):
-            o[i] = xr[i] - lse
+            o[i] = xr[i] - shift
 
 
 @pjit
@@ -77,9 +74,15 @@ def log_softmax_bwd(g, y, out):
         gr = g[r]
         yr = y[r]
         o = out[r]
-        s = row_sum(gr)
+        s = scalar_like(g, row_sum(gr))
         for i in range(gr.size):
             o[i] = gr[i] - exp(yr[i]) * s
+
+
+@numba.njit(inline="always")
+def _logsumexp(xr, buf):
+    m = _row_max(xr)
+    return m + math.log(_exp_shifted(xr, m, buf))
 
 
 @pjit
@@ -92,7 +95,7 @@ def cross_entropy_fwd(x, labels, smoothing, loss, lse):
     rows, k = x.shape
     for r in numba.prange(rows):
         xr = x[r]
-        lr = _row_logsumexp(xr)
+        lr = _logsumexp(xr, np.empty_like(xr))
         lse[r] = lr
         loss[r] = lr - (1.0 - smoothing) * xr[labels[r]] - smoothing / k * row_sum(xr)
 
@@ -104,13 +107,13 @@ def cross_entropy_bwd(g, x, labels, lse, smoothing, out):
     for r in numba.prange(rows):
         xr = x[r]
         o = out[r]
-        lr = lse[r]
+        lr = scalar_like(x, lse[r])  # keeps exp in x's dtype (vectorised for float32)
         gr = g[r]
         label = labels[r]
         base = smoothing / k
         for i in range(k):
             t = base + (1.0 - smoothing) if i == label else base
-            o[i] = gr * (math.exp(xr[i] - lr) - t)
+            o[i] = gr * (exp(xr[i] - lr) - t)
 
 
 @pjit
@@ -121,7 +124,7 @@ def cross_entropy_soft_fwd(x, t, smoothing, loss, lse):
     for r in numba.prange(rows):
         xr = x[r]
         tr = t[r]
-        lr = _row_logsumexp(xr)
+        lr = _logsumexp(xr, np.empty_like(xr))
         lse[r] = lr
         tsum = (1.0 - smoothing) * row_sum(tr) + smoothing
         tx = (1.0 - smoothing) * row_dot(tr, xr) + smoothing / k * row_sum(xr)
@@ -135,11 +138,11 @@ def cross_entropy_soft_bwd(g, x, t, lse, smoothing, dx, dt):
     for r in numba.prange(rows):
         xr = x[r]
         tr = t[r]
-        lr = lse[r]
+        lr = scalar_like(x, lse[r])
         gr = g[r]
         tsum = (1.0 - smoothing) * row_sum(tr) + smoothing
         base = smoothing / k
         for i in range(k):
             ti = (1.0 - smoothing) * tr[i] + base
-            dx[r, i] = gr * (math.exp(xr[i] - lr) * tsum - ti)
-            dt[r, i] = gr * (1.0 - smoothing) * (lr - xr[i])
+            dx[r, i] = gr * (exp(xr[i] - lr) * tsum - ti)
+            dt[r, i] = gr * (1.0 - smoothing) * (lse[r] - xr[i])

@@ -19,7 +19,8 @@ from .inception_next import (InceptionNeXt, InceptionNeXtConfig, inception_next_
                              inception_next_base, inception_next_small, inception_next_tiny)
 
 __all__ = [
-    "convnext", "inception_next", "from_state_dict", "create_model", "list_models", "register_model",
+    "convnext", "inception_next", "from_state_dict", "create_model", "list_models",
+    "register_model",
     "ConvNeXt", "ConvNeXtConfig", "InceptionNeXt", "InceptionNeXtConfig",
     "convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny",
     "convnext_small", "convnext_base", "convnext_large", "convnext_xlarge",

@@ -18,8 +18,10 @@ def check_int_seq(value, what: str, where: str, *, minimum: int = 1) -> tuple:
     """A tuple of ints >= minimum from a list/tuple (ValueError otherwise)."""
     if isinstance(value, (int, np.integer)) or not isinstance(value, (list, tuple)) or not value:
         raise ValueError(f"{where}: {what} must be a non-empty list of ints, got {value!r}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum for v in value):
-        raise ValueError(f"{where}: every entry of {what} must be an int >= {minimum}, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum
+           for v in value):
+        raise ValueError(f"{where}: every entry of {what} must be an int >= {minimum}, "
+                         f"got {value!r}")
     return tuple(int(v) for v in value)
 
 
@@ -58,8 +60,8 @@ def check_input(x, in_chans: int, min_size: int, dtype, where: str):
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{where}: expected a float32/float64 NCHW array, got dtype {x.dtype}")
     if x.ndim != 4 or x.shape[1] != in_chans:
-        raise ValueError(f"{where}: expected an NCHW input of shape (N, {in_chans}, H, W), got shape "
-                         f"{tuple(x.shape)}")
+        raise ValueError(f"{where}: expected an NCHW input of shape (N, {in_chans}, H, W), "
+                         f"got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
     if n < 1 or h < min_size or w < min_size:
         raise ValueError(f"{where}: input of shape {tuple(x.shape)} is too small; need N >= 1 and "
@@ -95,7 +97,8 @@ def _listing(items) -> str:
 def check_tree(tree, expected: dict, what: str, where: str, *, optional_suffix: str = ""):
     """Raise ValueError unless ``tree`` has exactly the expected keys and shapes."""
     if not isinstance(tree, (dict, list)):
-        raise TypeError(f"{where}: {what} must be a nested dict/list pytree, got {type(tree).__name__}")
+        raise TypeError(f"{where}: {what} must be a nested dict/list pytree, got "
+                        f"{type(tree).__name__}")
     got = {k: tuple(np.shape(v)) if not hasattr(v, "shape") else tuple(v.shape)
            for k, v in named_leaves(tree)}
     missing = [k for k in expected if k not in got

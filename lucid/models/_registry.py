@@ -18,7 +18,8 @@ def register_model(fn):
 def list_models(pattern: str | None = None) -> list:
     """Sorted names of the registered models, optionally filtered by an fnmatch pattern."""
     if pattern is not None and not isinstance(pattern, str):
-        raise TypeError(f"lucid.models.list_models: pattern must be a str, got {type(pattern).__name__}")
+        raise TypeError("lucid.models.list_models: pattern must be a str, got "
+                        f"{type(pattern).__name__}")
     names = sorted(_MODELS)
     return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 

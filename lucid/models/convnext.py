@@ -28,14 +28,14 @@ import numpy as np
 
 from .. import numpy as lnp
 from ..nn import functional as F
-from ..nn._info import LayerInfo, channel_linear_info, conv2d_info, linear_info, op_info
 from ..nn._module import Module
 from ..nn._spec import ParamSpec, count_params, materialize
 from . import _common as C
+from ._layer_info import convnext_info
 from ._registry import register_model
 
 __all__ = ["ConvNeXtConfig", "ConvNeXt", "init", "apply", "config_from_params", "specs",
-           "layer_info", "VARIANTS"]
+           "VARIANTS"]
 
 _WHERE = "lucid.models.convnext"
 
@@ -78,18 +78,21 @@ class ConvNeXtConfig:
         depths = C.check_int_seq(self.depths, "depths", where)
         dims = C.check_int_seq(self.dims, "dims", where)
         if len(depths) != len(dims):
-            raise ValueError(f"{where}: depths and dims need the same length, got {depths} and {dims}")
+            raise ValueError(f"{where}: depths and dims need the same length, got {depths} and "
+                             f"{dims}")
         ks = self.kernel_sizes
         ks = C.check_int_seq([ks] * len(dims) if isinstance(ks, (int, np.integer)) else ks,
                              "kernel_sizes", where)
         if len(ks) != len(dims) or any(k % 2 == 0 for k in ks):
-            raise ValueError(f"{where}: kernel_sizes must be odd, one per stage, got {self.kernel_sizes!r}")
+            raise ValueError(f"{where}: kernel_sizes must be odd, one per stage, got "
+                             f"{self.kernel_sizes!r}")
         C.check_int_seq([self.in_chans, self.patch_size], "in_chans and patch_size", where)
         C.check_int_seq([self.num_classes], "num_classes", where, minimum=0)
         for name in ("drop_rate", "drop_path_rate"):
             C.check_rate(getattr(self, name), name, where)
         if self.ls_init_value is not None and not isinstance(self.ls_init_value, (int, float)):
-            raise ValueError(f"{where}: ls_init_value must be a float or None, got {self.ls_init_value!r}")
+            raise ValueError(f"{where}: ls_init_value must be a float or None, got "
+                             f"{self.ls_init_value!r}")
         for name, value in (("depths", depths), ("dims", dims),
                             ("kernel_sizes", ks if len(set(ks)) > 1 else ks[0])):
             object.__setattr__(self, name, value)
@@ -120,7 +123,9 @@ def _norm(c):
 
 
 def _block_specs(cfg, c, k):
-    spec = {} if cfg.ls_init_value is None else {"gamma": ParamSpec((c,), "full", cfg.ls_init_value)}
+    spec = {}
+    if cfg.ls_init_value is not None:
+        spec["gamma"] = ParamSpec((c,), "full", cfg.ls_init_value)
     spec["conv_dw"] = _conv(c, c, k, cfg.conv_bias, groups=c)
     spec["norm"] = _norm(c)
     spec["mlp"] = {"fc1": _linear(c, 4 * c, cfg.conv_mlp), "fc2": _linear(4 * c, c, cfg.conv_mlp)}
@@ -139,7 +144,8 @@ def specs(cfg: ConvNeXtConfig) -> dict:
     head = {"norm": _norm(dims[-1])}
     if cfg.num_classes:
         scale = cfg.head_init_scale
-        head["fc"] = {"weight": ParamSpec((cfg.num_classes, dims[-1]), "trunc_normal", 0.02 * scale),
+        head["fc"] = {"weight": ParamSpec((cfg.num_classes, dims[-1]), "trunc_normal",
+                                          0.02 * scale),
                       "bias": ParamSpec((cfg.num_classes,))}
     return {"stem": [_conv(cfg.in_chans, dims[0], cfg.patch_size, cfg.conv_bias), _norm(dims[0])],
             "stages": stages, "head": head}
@@ -148,7 +154,8 @@ def specs(cfg: ConvNeXtConfig) -> dict:
 def init(key, config: ConvNeXtConfig, dtype=np.float32):
     """Fresh ``(params, state)`` with timm's initialisation; ``state`` is ``{}``."""
     if not isinstance(config, ConvNeXtConfig):
-        raise TypeError(f"{_WHERE}.init: config must be a ConvNeXtConfig, got {type(config).__name__}")
+        raise TypeError(f"{_WHERE}.init: config must be a ConvNeXtConfig, got "
+                        f"{type(config).__name__}")
     return materialize(specs(config), key, dtype)
 
 
@@ -169,7 +176,8 @@ def config_from_params(params) -> ConvNeXtConfig:
             conv_mlp=block0["mlp"]["fc1"]["weight"].ndim == 4, conv_bias="bias" in stem)
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise ValueError(f"{_WHERE}.apply: params is not a ConvNeXt parameter tree (missing or "
-                         f"malformed entry {e}); use init() or lucid.models.from_state_dict()") from e
+                         f"malformed entry {e}); use init() or "
+                         "lucid.models.from_state_dict()") from e
 
 
 # ---- forward ------------------------------------------------------------------------------
@@ -219,14 +227,16 @@ def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvN
         raise TypeError(f"{where}: config must be a ConvNeXtConfig, got {type(cfg).__name__}")
     C.check_tree(params, C.expected_shapes(specs, cfg)[0], "params", where)
     if state is not None and C.named_leaves(state):
-        raise ValueError(f"{where}: ConvNeXt has no state (BatchNorm buffers), got a non-empty state")
+        raise ValueError(f"{where}: ConvNeXt has no state (BatchNorm buffers), got a non-empty "
+                         "state")
     rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
     C.check_key(key, train, cfg.drop_path_rate > 0 or cfg.drop_rate > 0, where,
                 f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
     x = C.check_input(x, cfg.in_chans, cfg.min_input_size, C.params_dtype(params, where), where)
     x = lnp.transpose(x, (0, 2, 3, 1))
     stem = params["stem"]
-    x = F.conv2d(x, stem[0]["weight"], stem[0].get("bias"), stride=cfg.patch_size, data_format="NHWC")
+    x = F.conv2d(x, stem[0]["weight"], stem[0].get("bias"), stride=cfg.patch_size,
+                 data_format="NHWC")
     x = _layer_norm(stem[1], x, cfg.norm_eps)
     g = 0
     for i, stage in enumerate(params["stages"]):
@@ -239,51 +249,6 @@ def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvN
             g += 1
     logits = _head(params["head"], x, cfg, train, C.sub_key(key, g))
     return (logits, {}) if train else logits
-
-
-# ---- summary ------------------------------------------------------------------------------
-def _block_info(cfg, name, shape, k, mlp_kind):
-    n, c, h, w = shape
-    rows = [conv2d_info(f"{name}.conv_dw", shape, c, c, k, padding=(k - 1) // 2, groups=c,
-                        bias=cfg.conv_bias),
-            op_info(f"{name}.norm", "LayerNorm", shape, 2 * c),
-            channel_linear_info(f"{name}.mlp.fc1", shape, c, 4 * c, kind=mlp_kind),
-            op_info(f"{name}.mlp.act", "GELU", (n, 4 * c, h, w)),
-            channel_linear_info(f"{name}.mlp.fc2", (n, 4 * c, h, w), 4 * c, c, kind=mlp_kind)]
-    if cfg.ls_init_value is not None:
-        rows.insert(0, op_info(f"{name}.gamma", "LayerScale", shape, c))
-    info = LayerInfo.group(name, "ConvNeXtBlock", rows, detail=f"{k}x{k} dw, mlp x4")
-    info.out_shape = shape
-    return info
-
-
-def layer_info(cfg: ConvNeXtConfig, input_shape) -> LayerInfo:
-    """Analytic per-layer shapes, parameters and MACs for an NCHW input shape."""
-    n = input_shape[0]
-    mlp_kind = "Conv2d" if cfg.conv_mlp else "Linear"
-    stem0 = conv2d_info("stem.0", input_shape, cfg.in_chans, cfg.dims[0], cfg.patch_size,
-                        cfg.patch_size, bias=cfg.conv_bias)
-    rows = [LayerInfo.group("stem", "Stem", [stem0, op_info("stem.1", "LayerNorm2d", stem0.out_shape,
-                                                            2 * cfg.dims[0])])]
-    shape = stem0.out_shape
-    for i, (depth, c) in enumerate(zip(cfg.depths, cfg.dims)):
-        parts = []
-        if i > 0:
-            cin = cfg.dims[i - 1]
-            ds1 = conv2d_info(f"stages.{i}.downsample.1", shape, cin, c, 2, 2, bias=cfg.conv_bias)
-            parts.append(LayerInfo.group(f"stages.{i}.downsample", "Downsample", [
-                op_info(f"stages.{i}.downsample.0", "LayerNorm2d", shape, 2 * cin), ds1]))
-            shape = ds1.out_shape
-        parts += [_block_info(cfg, f"stages.{i}.blocks.{j}", shape, cfg.kernel(i), mlp_kind)
-                  for j in range(depth)]
-        rows.append(LayerInfo.group(f"stages.{i}", "ConvNeXtStage", parts))
-    c = cfg.dims[-1]
-    head = [op_info("head.global_pool", "AdaptiveAvgPool2d", (n, c, 1, 1)),
-            op_info("head.norm", "LayerNorm2d", (n, c, 1, 1), 2 * c)]
-    if cfg.num_classes:
-        head.append(linear_info("head.fc", (n, c), c, cfg.num_classes))
-    rows.append(LayerInfo.group("head", "NormClassifierHead", head))
-    return LayerInfo.group("", "ConvNeXt", rows)
 
 
 # ---- object form --------------------------------------------------------------------------
@@ -303,7 +268,8 @@ class ConvNeXt(Module):
         super().__init__()
         where = "lucid.models.ConvNeXt"
         drop_path = C.pop_alias(overrides, "drop_path", "drop_path_rate", drop_path, 0.0, where)
-        ls = C.pop_alias(overrides, "layer_scale_init", "ls_init_value", layer_scale_init, 1e-6, where)
+        ls = C.pop_alias(overrides, "layer_scale_init", "ls_init_value", layer_scale_init, 1e-6,
+                         where)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(ConvNeXtConfig)}
         if unknown:
             raise TypeError(f"{where}: unknown argument(s) {sorted(unknown)}")
@@ -337,7 +303,8 @@ class ConvNeXt(Module):
         return super().num_parameters()
 
     def layer_info(self, in_shape, name=""):
-        return layer_info(self.config, tuple(in_shape))
+        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
+        return convnext_info(self.config, tuple(in_shape))
 
     def extra_repr(self):
         return repr(self.config)

@@ -36,16 +36,16 @@ from .. import numpy as lnp
 from .. import random as _random
 from ..nn import functional as F
 from ..nn._blocks import InceptionDWConv2d, MlpHead, _MLPHead
-from ..nn._info import LayerInfo, channel_linear_info, conv2d_info, op_info
 from ..nn._layers import Identity, batch_norm_forward
 from ..nn._module import Module
 from ..nn._spec import ParamSpec, count_params, materialize
 from ..nn._tree_util import has_leaves, subtree
 from . import _common as C
+from ._layer_info import inception_next_info
 from ._registry import register_model
 
 __all__ = ["InceptionNeXtConfig", "InceptionNeXt", "init", "apply", "config_from_params", "specs",
-           "layer_info", "VARIANTS", "_MLPHead"]
+           "VARIANTS", "_MLPHead"]
 
 _WHERE = "lucid.models.inception_next"
 
@@ -59,7 +59,8 @@ class InceptionNeXtConfig:
       depths, dims: blocks and channels per stage.
       token_mixers: Module class (or callable) called as ``token_mixer(dim)``, or one per stage.
       mlp_ratios: MLP expansion per stage (hidden = int(ratio * dim)), or one for all.
-      head_fn: Module class called as ``head_fn(dims[-1], num_classes, pool_type="avg", drop_rate=...)``.
+      head_fn: Module class called as
+        ``head_fn(dims[-1], num_classes, pool_type="avg", drop_rate=drop_rate)``.
       drop_rate: dropout in the head (training only).
       drop_path_rate: stochastic depth, linear over all blocks up to this rate (training only).
       ls_init_value: initial layer scale gamma; None (or 0): no layer scale.
@@ -83,13 +84,15 @@ class InceptionNeXtConfig:
         dims = C.check_int_seq(self.dims, "dims", where)
         n = len(depths)
         if len(dims) != n:
-            raise ValueError(f"{where}: depths and dims need the same length, got {depths} and {dims}")
-        ratios = self.mlp_ratios if isinstance(self.mlp_ratios, (list, tuple)) else (self.mlp_ratios,) * n
+            raise ValueError(f"{where}: depths and dims need the same length, got {depths} and "
+                             f"{dims}")
+        ratios, mixers = self.mlp_ratios, self.token_mixers
+        ratios = ratios if isinstance(ratios, (list, tuple)) else (ratios,) * n
+        mixers = mixers if isinstance(mixers, (list, tuple)) else (mixers,) * n
         if len(ratios) != n or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0
                                    for r in ratios):
             raise ValueError(f"{where}: mlp_ratios must be a positive number or one per stage, "
                              f"got {self.mlp_ratios!r}")
-        mixers = self.token_mixers if isinstance(self.token_mixers, (list, tuple)) else (self.token_mixers,) * n
         if len(mixers) != n or not all(callable(m) for m in mixers) or not callable(self.head_fn):
             raise TypeError(f"{where}: token_mixers (one, or one per stage) and head_fn must be "
                             "lucid.nn.Module classes or callables returning a Module")
@@ -130,7 +133,8 @@ def _bn(c):
 
 
 def _conv(cin, cout, k):
-    return {"weight": ParamSpec((cout, cin, k, k), "trunc_normal", 0.02), "bias": ParamSpec((cout,))}
+    return {"weight": ParamSpec((cout, cin, k, k), "trunc_normal", 0.02),
+            "bias": ParamSpec((cout,))}
 
 
 def _module_spec(m: Module):
@@ -142,9 +146,12 @@ def specs(cfg: InceptionNeXtConfig) -> dict:
     mixers, head = _modules(cfg)
     stages = []
     for i, (depth, c) in enumerate(zip(cfg.depths, cfg.dims)):
-        stage = {} if i == 0 else {"downsample": [_bn(cfg.dims[i - 1]), _conv(cfg.dims[i - 1], c, 2)]}
+        cin = cfg.dims[i - 1]
+        stage = {} if i == 0 else {"downsample": [_bn(cin), _conv(cin, c, 2)]}
         hidden = int(cfg.mlp_ratios[i] * c)
-        block = {} if cfg.ls_init_value is None else {"gamma": ParamSpec((c,), "full", cfg.ls_init_value)}
+        block = {}
+        if cfg.ls_init_value is not None:
+            block["gamma"] = ParamSpec((c,), "full", cfg.ls_init_value)
         block.update(token_mixer=_module_spec(mixers[i]), norm=_bn(c),
                      mlp={"fc1": _conv(c, hidden, 1), "fc2": _conv(hidden, c, 1)})
         stage["blocks"] = [block] * depth  # materialize builds each entry separately
@@ -171,13 +178,14 @@ def _mixer_from_params(p, c):
     if set(p) != {"dwconv_hw", "dwconv_w", "dwconv_h"}:
         raise _CustomPart(f"token_mixer with keys {sorted(p)}")
     gc = p["dwconv_hw"]["weight"].shape[0]
-    return functools.partial(InceptionDWConv2d, square_kernel_size=p["dwconv_hw"]["weight"].shape[2],
+    return functools.partial(InceptionDWConv2d,
+                             square_kernel_size=p["dwconv_hw"]["weight"].shape[2],
                              band_kernel_size=p["dwconv_w"]["weight"].shape[3],
                              branch_ratio=C.int_ratio(gc, c))
 
 
 def config_from_params(params) -> InceptionNeXtConfig:
-    """The architecture of an InceptionNeXt parameter tree (built-in mixers and head; zero rates)."""
+    """The architecture of an InceptionNeXt parameter tree (built-in mixers/head; zero rates)."""
     where = f"{_WHERE}.apply"
     try:
         stages, head = params["stages"], params["head"]
@@ -201,7 +209,8 @@ def config_from_params(params) -> InceptionNeXtConfig:
                          "keys; pass config= (or use the model object's .apply)") from None
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise ValueError(f"{where}: params is not an InceptionNeXt parameter tree (missing or "
-                         f"malformed entry {e}); use init() or lucid.models.from_state_dict()") from e
+                         f"malformed entry {e}); use init() or "
+                         "lucid.models.from_state_dict()") from e
 
 
 # ---- forward ------------------------------------------------------------------------------
@@ -211,7 +220,7 @@ def _put(tree: dict, name, value):
 
 
 def _block(p, s, x, mixer, rate, key, train):
-    """token mixer -> BN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's MetaNeXtBlock)."""
+    """mixer -> BN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's MetaNeXtBlock)."""
     y, mixer_state = mixer._call(p.get("token_mixer", {}), s.get("token_mixer", {}), x, train,
                                  C.sub_key(key, 0), "NHWC")
     if tuple(y.shape) != tuple(x.shape):
@@ -230,6 +239,23 @@ def _block(p, s, x, mixer, rate, key, train):
     return lnp.add(x, y), new_state
 
 
+def _stage(p, s, x, i, cfg, mixer, first_block, train, key):
+    """One stage: (BN -> 2x2/2 conv downsample unless i == 0) then its blocks."""
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
+    new_state = {}
+    if i > 0:
+        ds = p["downsample"]
+        x, bn_state = batch_norm_forward(ds[0], s["downsample"][0], x, train=train, axis=-1)
+        x = F.conv2d(x, ds[1]["weight"], ds[1]["bias"], stride=2, data_format="NHWC")
+        new_state["downsample"] = [bn_state, {}]
+    new_state["blocks"] = []
+    for j, block in enumerate(p["blocks"]):
+        g = first_block + j  # global block index: drop-path rate and key
+        x, block_state = _block(block, s["blocks"][j], x, mixer, rates[g], C.sub_key(key, g), train)
+        new_state["blocks"].append(block_state)
+    return x, new_state
+
+
 def apply(params, x, *, state=None, train: bool = False, key=None,
           config: InceptionNeXtConfig = None):
     """Run InceptionNeXt.
@@ -244,6 +270,26 @@ def apply(params, x, *, state=None, train: bool = False, key=None,
     Returns:
       logits (N, num_classes), or ``(logits, new_state)`` when ``train``.
     """
+    cfg, state, x = _checked(params, x, state, train, key, config)
+    mixers, head = _modules(cfg)
+    x = lnp.transpose(x, (0, 2, 3, 1))
+    stem, stem_state = params["stem"], state["stem"]
+    x = F.conv2d(x, stem[0]["weight"], stem[0]["bias"], stride=4, data_format="NHWC")
+    x, bn_state = batch_norm_forward(stem[1], stem_state[1], x, train=train, axis=-1)
+    new_state = {"stem": [{}, bn_state], "stages": []}
+    first = 0
+    for i, stage in enumerate(params["stages"]):
+        x, stage_state = _stage(stage, state["stages"][i], x, i, cfg, mixers[i], first, train, key)
+        new_state["stages"].append(stage_state)
+        first += cfg.depths[i]
+    logits, head_state = head._call(params.get("head", {}), subtree(state, "head"), x, train,
+                                    C.sub_key(key, first), "NHWC")
+    _put(new_state, "head", head_state)
+    return (logits, new_state) if train else logits
+
+
+def _checked(params, x, state, train, key, config):
+    """Validate everything before any kernel runs; returns (config, state, x)."""
     where = f"{_WHERE}.apply"
     cfg = config_from_params(params) if config is None else config
     if not isinstance(cfg, InceptionNeXtConfig):
@@ -256,80 +302,12 @@ def apply(params, x, *, state=None, train: bool = False, key=None,
                 f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
     dtype = C.params_dtype(params, where)
     x = C.check_input(x, cfg.in_chans, cfg.min_input_size, dtype, where)
-    state = C.cast_state(state, dtype)
-    mixers, head = _modules(cfg)
-    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
-    x = lnp.transpose(x, (0, 2, 3, 1))
-    stem, stem_s = params["stem"], state["stem"]
-    x = F.conv2d(x, stem[0]["weight"], stem[0]["bias"], stride=4, data_format="NHWC")
-    x, bn_state = batch_norm_forward(stem[1], stem_s[1], x, train=train, axis=-1)
-    new_state = {"stem": [{}, bn_state], "stages": []}
-    g = 0
-    for i, stage in enumerate(params["stages"]):
-        stage_s, new_stage = state["stages"][i], {}
-        if i > 0:
-            ds = stage["downsample"]
-            x, bn_state = batch_norm_forward(ds[0], stage_s["downsample"][0], x, train=train, axis=-1)
-            x = F.conv2d(x, ds[1]["weight"], ds[1]["bias"], stride=2, data_format="NHWC")
-            new_stage["downsample"] = [bn_state, {}]
-        new_stage["blocks"] = []
-        for j, block in enumerate(stage["blocks"]):
-            x, block_state = _block(block, stage_s["blocks"][j], x, mixers[i], rates[g],
-                                    C.sub_key(key, g), train)
-            new_stage["blocks"].append(block_state)
-            g += 1
-        new_state["stages"].append(new_stage)
-    logits, head_state = head._call(params.get("head", {}), subtree(state, "head"), x, train,
-                                    C.sub_key(key, g), "NHWC")
-    _put(new_state, "head", head_state)
-    return (logits, new_state) if train else logits
+    return cfg, C.cast_state(state, dtype), x
 
 
 def initial_state(cfg: InceptionNeXtConfig) -> dict:
     """The state ``init`` returns (running mean 0, variance 1, no batches tracked)."""
     return materialize(specs(cfg), _random.key(0), state_only=True)[1]
-
-
-# ---- summary ------------------------------------------------------------------------------
-def _block_info(cfg, name, shape, mixer, ratio):
-    n, c, h, w = shape
-    hidden = int(ratio * c)
-    mixer_row = mixer.layer_info(shape, f"{name}.token_mixer")
-    rows = [mixer_row,
-            op_info(f"{name}.norm", "BatchNorm2d", shape, 2 * c),
-            channel_linear_info(f"{name}.mlp.fc1", shape, c, hidden, kind="Conv2d"),
-            op_info(f"{name}.mlp.act", "GELU", (n, hidden, h, w)),
-            channel_linear_info(f"{name}.mlp.fc2", (n, hidden, h, w), hidden, c, kind="Conv2d")]
-    if cfg.ls_init_value is not None:
-        rows.insert(0, op_info(f"{name}.gamma", "LayerScale", shape, c))
-    info = LayerInfo.group(name, "MetaNeXtBlock", rows,
-                           detail=f"{type(mixer).__name__}, mlp x{ratio:g}")
-    info.out_shape = shape
-    return info
-
-
-def layer_info(cfg: InceptionNeXtConfig, input_shape) -> LayerInfo:
-    """Analytic per-layer shapes, parameters and MACs for an NCHW input shape."""
-    mixers, head = _modules(cfg)
-    stem0 = conv2d_info("stem.0", input_shape, cfg.in_chans, cfg.dims[0], 4, 4)
-    rows = [LayerInfo.group("stem", "Stem", [stem0, op_info("stem.1", "BatchNorm2d", stem0.out_shape,
-                                                            2 * cfg.dims[0])])]
-    shape = stem0.out_shape
-    for i, (depth, c) in enumerate(zip(cfg.depths, cfg.dims)):
-        parts = []
-        if i > 0:
-            cin = cfg.dims[i - 1]
-            ds1 = conv2d_info(f"stages.{i}.downsample.1", shape, cin, c, 2, 2)
-            parts.append(LayerInfo.group(f"stages.{i}.downsample", "Downsample", [
-                op_info(f"stages.{i}.downsample.0", "BatchNorm2d", shape, 2 * cin), ds1]))
-            shape = ds1.out_shape
-        parts += [_block_info(cfg, f"stages.{i}.blocks.{j}", shape, mixers[i], cfg.mlp_ratios[i])
-                  for j in range(depth)]
-        rows.append(LayerInfo.group(f"stages.{i}", "MetaNeXtStage", parts))
-    head_row = head.layer_info(shape, "head")
-    head_row.name = "head"
-    rows.append(head_row)
-    return LayerInfo.group("", "InceptionNeXt", rows)
 
 
 # ---- object form --------------------------------------------------------------------------
@@ -391,7 +369,8 @@ class InceptionNeXt(Module):
         return super().num_parameters()
 
     def layer_info(self, in_shape, name=""):
-        return layer_info(self.config, tuple(in_shape))
+        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
+        return inception_next_info(self.config, tuple(in_shape), *_modules(self.config))
 
     def extra_repr(self):
         return repr(self.config)
@@ -406,7 +385,8 @@ def _mixer(band_kernel_size=11, branch_ratio=0.125):
 VARIANTS = {
     "inception_next_atto": dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320),
                                 token_mixers=_mixer(9, 0.25)),
-    "inception_next_tiny": dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), token_mixers=_mixer()),
+    "inception_next_tiny": dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),
+                                token_mixers=_mixer()),
     "inception_next_small": dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768),
                                  token_mixers=_mixer()),
     "inception_next_base": dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024),

@@ -64,7 +64,8 @@ class Sequential(Module):
 def _odd_kernel(k, what):
     k = check_positive_int(k, what, "InceptionDWConv2d")
     if k % 2 == 0:
-        raise ValueError(f"lucid.nn.InceptionDWConv2d: {what} must be odd (same-size output), got {k}")
+        raise ValueError(f"lucid.nn.InceptionDWConv2d: {what} must be odd (same-size output), "
+                         f"got {k}")
     return k
 
 
@@ -155,7 +156,8 @@ class MlpHead(Module):
             raise ValueError(f"lucid.nn.MlpHead: pool_type must be 'avg', got {pool_type!r}")
         in_features = check_positive_int(in_features, "in_features", "MlpHead")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"lucid.nn.MlpHead: num_classes must be an int >= 0, got {num_classes!r}")
+            raise ValueError("lucid.nn.MlpHead: num_classes must be an int >= 0, got "
+                             f"{num_classes!r}")
         hidden = int(mlp_ratio * in_features)
         self.in_features, self.num_classes, self.hidden_size = in_features, num_classes, hidden
         self.global_pool = AdaptiveAvgPool2d(1, flatten=True)

@@ -72,13 +72,13 @@ def _pointwise(x, w, b, geo):
     out = np.empty((N, H, W, O), x.dtype)
     np.matmul(x2, w2.T, out=out.reshape(-1, O))
     if b is not None:
-        out += b
+        K.bias_add(out.reshape(-1, O), b)
 
     def backward(g):
         g2 = g.reshape(-1, O)
         gx = np.matmul(g2, w2).reshape(x.shape)
         gw = np.matmul(g2.T, x2).reshape(w.shape)
-        return gx, gw, (g2.sum(axis=0) if b is not None else None)
+        return gx, gw, _bias_grad(g2, b)
 
     return out, backward
 
@@ -95,14 +95,14 @@ def _patchify(x, w, b, geo):
     out = np.empty((N, geo.Ho, geo.Wo, O), x.dtype)
     np.matmul(cols, wmat, out=out.reshape(-1, O))
     if b is not None:
-        out += b
+        K.bias_add(out.reshape(-1, O), b)
 
     def backward(g):
         g2 = g.reshape(-1, O)
         gw = _weight_from_matrix(np.matmul(cols.T, g2)[None], w.shape)
         gx = np.empty_like(x)
         K.depth_to_space(np.matmul(g2, wmat.T), geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
-        return gx, gw, (g2.sum(axis=0) if b is not None else None)
+        return gx, gw, _bias_grad(g2, b)
 
     return out, backward
 
@@ -138,7 +138,7 @@ def _general(x, w, b, geo):
         out.reshape(M, G, O // G)[...] = np.matmul(cols, wmat).transpose(1, 0, 2)
     del cols  # kh*kw times the input's size: recomputed in backward, not kept
     if b is not None:
-        out += b
+        K.bias_add(out.reshape(-1, O), b)
 
     def backward(g):
         gg = g.reshape(M, G, O // G).transpose(1, 0, 2)
@@ -146,10 +146,18 @@ def _general(x, w, b, geo):
         gx = np.empty_like(x)
         K.col2im(np.matmul(gg, wmat.transpose(0, 2, 1)), geo.kh, geo.kw, geo.sh, geo.sw,
                  geo.pt, geo.pl, geo.Ho, geo.Wo, gx)
-        gb = g.reshape(M, O).sum(axis=0) if b is not None else None
-        return gx, gw, gb
+        return gx, gw, _bias_grad(g.reshape(M, O), b)
 
     return out, backward
+
+
+def _bias_grad(g2, b):
+    """The bias gradient g2.sum(axis=0) for a (N*Ho*Wo, O) cotangent, or None without bias."""
+    if b is None:
+        return None
+    gb = np.empty_like(b)
+    K.bias_grad(g2, gb)
+    return gb
 
 
 def _im2col(x, geo):

@@ -83,5 +83,5 @@ def linear_info(name, in_shape, fin, fout, bias=True, kind="Linear") -> LayerInf
 
 def op_info(name, kind, out_shape, params: int = 0, detail: str = "") -> LayerInfo:
     """A layer without MACs (norm, activation, pooling, dropout, layer scale)."""
-    return LayerInfo(name, kind, tuple(out_shape) if out_shape is not None else None, int(params), 0,
-                     detail=detail)
+    shape = tuple(out_shape) if out_shape is not None else None
+    return LayerInfo(name, kind, shape, int(params), 0, detail=detail)

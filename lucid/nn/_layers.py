@@ -230,7 +230,8 @@ class GELU(Module):
     def __init__(self, approximate="none"):
         super().__init__()
         if approximate not in ("none", "tanh"):
-            raise ValueError(f"lucid.nn.GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+            raise ValueError("lucid.nn.GELU: approximate must be 'none' or 'tanh', got "
+                             f"{approximate!r}")
         self.approximate = approximate
 
     def _run(self, params, state, x, *, train, key, data_format):

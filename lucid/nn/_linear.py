@@ -7,8 +7,8 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
-from ._validate import (as_rows, check_channel_vector, contiguous, float_array, optional_float_array,
-                        same_dtype, where)
+from ._validate import (as_rows, check_channel_vector, contiguous, float_array,
+                        optional_float_array, same_dtype, where)
 
 K = kernels("linear")
 

@@ -238,35 +238,50 @@ class Module:
     def params(self):
         """The held parameter pytree (initialised from the global random key on first use)."""
         if self.__dict__.get("_params") is None:
-            self.reset_parameters()
+            params, state = self.init(_random._next_global())
+            held = self.__dict__.get("_state")
+            self._hold(params, state if held is None else held)
         return self._params
 
     @params.setter
     def params(self, value):
-        self.__dict__["_params"] = value
+        self._hold(value, self.__dict__.get("_state"))
 
     @property
     def state(self):
         """The held buffers (BatchNorm running statistics); ``{}`` for stateless modules."""
         if self.__dict__.get("_state") is None:
-            self.reset_parameters()
+            if self.__dict__.get("_params") is None:
+                self.reset_parameters()  # builds both
+            else:
+                self._hold(self._params, self._default_state())
         return self._state
 
     @state.setter
     def state(self, value):
-        self.__dict__["_state"] = value
+        self._hold(self.__dict__.get("_params"), value)
+
+    def _hold(self, params, state):
+        """Hold new trees and give each submodule its slice (so ``model.conv.params`` is
+        ``model.params["conv"]``)."""
+        self.__dict__["_params"], self.__dict__["_state"] = params, state
+        for name, child in self.named_children():
+            child._hold(None if params is None else subtree(params, name),
+                        None if state is None else subtree(state, name))
 
     def reset_parameters(self, key=None):
         """Re-initialise the held params and state (from ``key`` or the global random key)."""
         if key is None:
             key = _random._next_global()
-        self.__dict__["_params"], self.__dict__["_state"] = self.init(key)
+        self._hold(*self.init(key))
         return self
 
     def _default_state(self):
         """The held state, or (without building the params) the initial buffers."""
         if self.__dict__.get("_state") is not None:
             return self._state
+        if self._custom_init():
+            return self.init(_random.key(0))[1]
         return materialize(self.specs(), _random.key(0), state_only=True)[1]
 
     def _store_state(self, new_state):
@@ -281,7 +296,7 @@ class Module:
             for k, v in new:
                 np.copyto(old[k], v, casting="unsafe")
         else:
-            self.__dict__["_state"] = new_state
+            self.state = new_state
 
     def train(self, mode: bool = True):
         """Set training mode (recursively); returns self."""

@@ -1,4 +1,6 @@
 """``layer_norm`` and ``batch_norm`` (PyTorch semantics: biased variance, eps inside the sqrt)."""
+import math
+
 import numpy as np
 
 from .._autodiff import primitive
@@ -170,7 +172,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, train: b
         return _batch_norm_eval(x, rm, rv, w, b, eps=eps, layout=layout)
     momentum = check_real(momentum, op, "momentum", low=0.0, high=1.0)
     channels = x.shape[axis]
-    if x.size // max(channels, 1) < 2:
+    if math.prod(x.shape) // max(channels, 1) < 2:
         raise ValueError(f"{where(op)}: train mode needs more than 1 value per channel, got x "
                          f"of shape {tuple(x.shape)}")
     if rm is None:  # untracked statistics: run with zero buffers and drop the update
@@ -185,7 +187,8 @@ def _check_batch_norm(x, rm, rv, w, b, train, axis):
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(f"{where(op)}: train must be a bool, got {train!r}")
     x = float_array(x, op, "x")
-    rm, rv = optional_float_array(rm, op, "running_mean"), optional_float_array(rv, op, "running_var")
+    rm = optional_float_array(rm, op, "running_mean")
+    rv = optional_float_array(rv, op, "running_var")
     w, b = optional_float_array(w, op, "weight"), optional_float_array(b, op, "bias")
     if x.ndim < 2:
         raise ValueError(f"{where(op)}: x must have at least 2 dimensions (N, C, ...), got "

@@ -81,7 +81,8 @@ def global_avg_pool(x, *, data_format: str = "NCHW", keepdims: bool = False):
 
 def _output_size(output_size, hw):
     op = "adaptive_avg_pool2d"
-    sizes = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else output_size
+    pair = isinstance(output_size, (tuple, list))
+    sizes = output_size if pair else (output_size, output_size)
     if len(sizes) != 2:
         raise ValueError(f"{where(op)}: output_size must be an int or a pair (oh, ow), "
                          f"got {output_size!r}")

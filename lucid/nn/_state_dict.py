@@ -14,7 +14,7 @@ _MAX_LISTED = 20
 
 
 def interchangeable(got: tuple, want: tuple) -> bool:
-    """True for a linear weight ``(O, I)`` against a 1x1-conv weight ``(O, I, 1, 1)`` (either way)."""
+    """True for a linear weight ``(O, I)`` against a 1x1-conv weight ``(O, I, 1, 1)`` or back."""
     if len(got) == 2 and len(want) == 4:
         got, want = want, got
     return len(got) == 4 and len(want) == 2 and got[2:] == (1, 1) and got[:2] == tuple(want)
@@ -37,9 +37,11 @@ def _convert(key, value, leaf, where):
     try:
         arr = np.asarray(value)
     except Exception as e:  # noqa: BLE001 - re-raised with the key named
-        raise TypeError(f"{where}: the value for {key!r} is not an array ({type(value).__name__})") from e
+        raise TypeError(f"{where}: the value for {key!r} is not an array "
+                        f"({type(value).__name__})") from e
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{where}: the value for {key!r} has dtype {arr.dtype}; expected a numeric array")
+        raise TypeError(f"{where}: the value for {key!r} has dtype {arr.dtype}; expected a "
+                        "numeric array")
     want = tuple(leaf.shape)
     if arr.shape != want:
         if not interchangeable(arr.shape, want):
@@ -51,7 +53,10 @@ def _convert(key, value, leaf, where):
 def load_into(module, state_dict, strict: bool):
     """Implementation of :meth:`lucid.nn.Module.load_state_dict`."""
     from ._module import IncompatibleKeys
-    where = f"{type(module).__name__}.load_state_dict"
+    cls = type(module)
+    public = "lucid.models" if cls.__module__.startswith("lucid.models") else \
+        "lucid.nn" if cls.__module__.startswith("lucid.nn") else cls.__module__
+    where = f"{public}.{cls.__name__}.load_state_dict"
     if not isinstance(state_dict, collections.abc.Mapping):
         raise TypeError(f"{where}: expected a dict of timm key -> array (e.g. from lucid.io.load), "
                         f"got {type(state_dict).__name__}")
@@ -65,7 +70,8 @@ def load_into(module, state_dict, strict: bool):
         if k in state_dict:
             arr = _convert(k, state_dict[k], leaf, where)
             if arr is None:
-                misshaped.append(f"{k}: expected {tuple(leaf.shape)}, got {np.shape(state_dict[k])}")
+                got = np.shape(state_dict[k])
+                misshaped.append(f"{k}: expected {tuple(leaf.shape)}, got {got}")
             else:
                 loaded[k] = arr
     if misshaped or (strict and (missing or unexpected)):
@@ -77,8 +83,7 @@ def load_into(module, state_dict, strict: bool):
             return loaded[k]
         return leaf if leaf.flags.writeable else np.array(leaf)  # stand-in -> real array
 
-    module.__dict__["_params"] = map_with_key(pick, params)
-    module.__dict__["_state"] = map_with_key(pick, state)
+    module._hold(map_with_key(pick, params), map_with_key(pick, state))
     return IncompatibleKeys(missing, unexpected)
 
 

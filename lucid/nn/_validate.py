@@ -88,8 +88,8 @@ def check_real(value, op: str, arg: str, low=None, high=None, high_open=False) -
     v = float(value)
     too_high = high is not None and (v >= high if high_open else v > high)
     if not np.isfinite(v) or (low is not None and v < low) or too_high:
-        rng = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
-        raise ValueError(f"{where(op)}: {arg} must be in {rng}, got {value!r}")
+        rng = f"in [{low}, {high}{')' if high_open else ']'}" if high is not None else f">= {low}"
+        raise ValueError(f"{where(op)}: {arg} must be {rng}, got {value!r}")
     return v
 
 
