@@ -267,6 +267,16 @@ def test_bad_constructor_arguments(build, match):
         build()
 
 
+def test_modules_compute_in_their_parameters_dtype():
+    conv = nn.Conv2d(3, 4, 3)
+    x64 = rand(1, 3, 5, 5, dtype=np.float64)
+    y = conv(x64)
+    assert y.dtype == np.float32 and np.array_equal(y, conv(x64.astype(np.float32)))
+    p64 = lucid.tree.map(lambda a: a.astype(np.float64), conv.params)
+    assert conv.apply(p64, x64.astype(np.float32)).dtype == np.float64
+    assert nn.Linear(3, 2)(np.ones((2, 3), np.int64)).dtype == np.float32
+
+
 def test_bad_call_arguments():
     conv = nn.Conv2d(3, 4, 3)
     with pytest.raises(ValueError, match="data_format must be one of"):

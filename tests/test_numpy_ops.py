@@ -393,6 +393,9 @@ def test_reduce_kernels(arc, nchunk, dtype):
     out = np.empty((arc[0], arc[2]), dtype)
     K.sum_fwd(x, nchunk, 0.5, out)
     np.testing.assert_allclose(out, 0.5 * x.astype(np.float64).sum(1), rtol=1e-6, atol=1e-6)
+    y = rand(arc, dtype, seed=4)
+    K.sum_prod_fwd(x, y, nchunk, out)
+    np.testing.assert_allclose(out, (x.astype(np.float64) * y).sum(1), rtol=1e-6, atol=1e-6)
     if arc[1]:
         K.max_fwd(x, nchunk, out)
         np.testing.assert_array_equal(out, x.max(1))
@@ -525,3 +528,32 @@ def test_traced_index_and_condition_are_rejected():
         lucid.grad(f)(np.ones(3))
     with pytest.raises(TypeError, match="where: cond must be a concrete"):
         lucid.grad(lambda a: lnp.sum(lnp.where(a, a, 0.0)))(np.ones(3))
+
+
+TRACED_BAD_CALLS = [  # (call on a traced (2, 3) array t, exception, message)
+    (lambda t: lnp.add(t, np.ones(4)), ValueError, "add: operands could not be"),
+    (lambda t: lnp.sum(t, axis=2), ValueError, "sum: axis 2 is out of bounds"),
+    (lambda t: lnp.reshape(t, (4, -1)), ValueError, "reshape: cannot reshape"),
+    (lambda t: lnp.transpose(t, (0, 0)), ValueError, "transpose: axes"),
+    (lambda t: lnp.squeeze(t, 0), ValueError, "squeeze: cannot squeeze axis 0"),
+    (lambda t: lnp.concatenate([t, np.ones((3, 4))]), ValueError, "concatenate"),
+    (lambda t: lnp.split(t, 2, axis=1), ValueError, "split: cannot split an axis of length 3"),
+    (lambda t: t[2], IndexError, "getitem: index 2 is out of bounds"),
+    (lambda t: t @ np.ones((4, 2)), ValueError, "matmul: contracted"),
+    (lambda t: lnp.broadcast_to(t, (3, 3)), ValueError, "broadcast_to"),
+    (lambda t: lnp.exp(lnp.astype(t, np.float16)), TypeError, "astype: only float32"),
+]
+
+
+@pytest.mark.parametrize("i", range(len(TRACED_BAD_CALLS)))
+def test_bad_input_is_caught_on_traced_arrays_too(i):
+    call, exc, msg = TRACED_BAD_CALLS[i]
+    raised = []
+
+    def f(t):
+        with pytest.raises(exc, match="lucid.numpy." + msg):
+            call(t)
+        raised.append(True)
+        return lnp.sum(t)
+    lucid.grad(f)(np.ones((2, 3)))
+    assert raised

@@ -17,7 +17,7 @@ import numba
 from ._common import pjit
 from ._ieee import div
 
-BLOCK = 8192  # elements per parallel task along the last dim
+BLOCK = 8192  # elements per parallel task
 
 
 @numba.njit(inline="always")

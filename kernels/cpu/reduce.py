@@ -64,6 +64,27 @@ def sum_fwd(x, nchunk, scale, out):
             out[a, c] = s * scale
 
 
+@pjit
+def sum_prod_fwd(x, y, nchunk, out):
+    """out[a, c] = sum_r x[a, r, c] * y[a, r, c], without materialising the product
+    (the cotangent of a broadcast factor: d(x * w)/dw summed over the broadcast)."""
+    A, R, C = x.shape
+    part = np.zeros((A * nchunk, C))
+    for t in numba.prange(A * nchunk):
+        a, lo, hi = _chunk(t, nchunk, R)
+        acc = part[t]
+        for r in range(lo, hi):
+            xr, yr = x[a, r], y[a, r]
+            for c in range(C):
+                acc[c] += xr[c] * yr[c]
+    for a in numba.prange(A):
+        for c in range(C):
+            s = 0.0
+            for k in range(nchunk):
+                s += part[a * nchunk + k, c]
+            out[a, c] = s
+
+
 @numba.njit(inline="always")
 def _row_blocks(A, R, C):
     """(rows per task, tasks per slice): parallel tasks of ~BLOCK elements over (A, R, C)."""

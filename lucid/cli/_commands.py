@@ -64,8 +64,10 @@ def _run_eval(args) -> int:
     if int(np.max(test.y)) >= n_classes:
         raise UserError(f"the data has labels up to {int(np.max(test.y))} but the model has "
                         f"{n_classes} classes")
+    stats = meta["normalize"] if meta else {}
     res = evaluate(model.apply, model.params, model.state,
-                   batches(test, min(args.batch_size, len(test)), shuffle=False))
+                   batches(test, min(args.batch_size, len(test)), shuffle=False,
+                           mean=stats.get("mean"), std=stats.get("std")))
     print(json.dumps({"accuracy": round(res["accuracy"], 6), "loss": round(res["loss"], 6),
                       "images": res["count"]}))
     return 0

@@ -7,7 +7,11 @@ from . import UserError
 
 
 def load_datasets(cfg):
-    """``(train, held_out)`` for a run configuration, with one-line errors for bad sources."""
+    """``(train, held_out)`` for a run configuration, with one-line errors for bad sources.
+
+    Held-out batches must be normalised with the training set's statistics
+    (``batches(..., mean=train.mean, std=train.std)``).
+    """
     from .. import data
     src = cfg.data
     try:
@@ -21,7 +25,8 @@ def load_datasets(cfg):
         full = load_one(src, cfg.image_size)
     except (ValueError, OSError) as e:
         raise UserError(f"--data {src!r}: {e}") from None
-    return data.split(full, test_fraction=0.1, seed=cfg.seed)
+    from .. import random as lrandom
+    return data.train_test_split(full, 0.1, key=lrandom.fold_in(lrandom.key(cfg.seed), 7))
 
 
 def load_one(src: str, image_size):

@@ -64,8 +64,9 @@ def build_model(cfg, num_classes: int) -> TrainableModel:
         if family == "convnext":
             facade = models.ConvNeXt(num_classes=num_classes, depths=depths, dims=dims, **drop)
         else:
-            facade = models.inception_next_custom(num_classes=num_classes, depths=depths,
-                                                  dims=dims, **drop)
+            # timm's Inception mixer (band 11, branch ratio 0.125) at custom depths and widths
+            facade = models.inception_next_tiny(num_classes=num_classes, depths=depths,
+                                                dims=dims, **drop)
     else:
         if cfg.depths or cfg.dims:
             raise UserError("--depths/--dims apply to --model convnext or inception_next, "

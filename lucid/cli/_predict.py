@@ -69,8 +69,8 @@ def predict_images(model, meta, images, labels_path, weights_path, top: int):
     names = class_names(labels_path, weights_path, meta, n_classes)
     if meta is not None:  # a lucid-trained model: its own image size and normalisation
         size = meta["config"]["image_size"]
-        from .. import data
-        mean, std = data.NORMALIZE_MEAN, data.NORMALIZE_STD
+        mean = np.asarray(meta["normalize"]["mean"], np.float32)
+        std = np.asarray(meta["normalize"]["std"], np.float32)
         batch = np.stack([preprocess(p, size, 1.0, mean, std) for p in images])
     else:
         batch = np.stack([preprocess(p, 224) for p in images])

@@ -1,9 +1,9 @@
 """A training run: configuration, data, model, optimizer, the epoch loop and its checkpoints.
 
 Every random choice is a pure function of the seed, the epoch and the step (batch
-order: ``fold_in(data_key, epoch)``; augmentation: ``fold_in(aug_key, step)``; drop
-path: ``fold_in(train_key, step)``), so a run resumed from any checkpoint ends with
-exactly the parameters of an uninterrupted run.
+order and augmentation: ``fold_in(data_key, epoch)``, then per batch inside
+``lucid.data.batches``; drop path: ``fold_in(train_key, step)``), so a run resumed from
+any checkpoint ends with exactly the parameters of an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ class RunConfig:
 
 
 def _keys(seed: int) -> dict:
-    k_init, k_data, k_aug, k_train = lrandom.split(lrandom.key(seed), 4)
-    return {"init": k_init, "data": k_data, "aug": k_aug, "train": k_train}
+    k_init, k_data, k_train = lrandom.split(lrandom.key(seed), 3)
+    return {"init": k_init, "data": k_data, "train": k_train}
 
 
 class Run:
@@ -125,13 +125,13 @@ class Run:
                 "test_accuracy": last.get("test_accuracy"), "out": self.out}
 
     def _train_epoch(self, stop_after_step) -> bool:
-        from ..data import batches
+        from ..data import RandomCropFlip, batches
         cfg, p = self.cfg, self.partial
-        order_key = lrandom.fold_in(self.keys["data"], self.epoch)
+        epoch_key = lrandom.fold_in(self.keys["data"], self.epoch)
         bar = EpochBar(self.epoch, cfg.epochs, self.steps_per_epoch, self.batch, self.quiet)
-        for x, y in batches(self.train_set, cfg.batch_size, key=order_key, shuffle=True,
-                            drop_last=True, start_batch=self.batch, augment=cfg.augment,
-                            augment_key=lrandom.fold_in(self.keys["aug"], self.epoch)):
+        for x, y in batches(self.train_set, cfg.batch_size, key=epoch_key, shuffle=True,
+                            drop_last=True, start_batch=self.batch,
+                            augment=RandomCropFlip() if cfg.augment else None):
             t0 = time.perf_counter()
             try:
                 self.ts, loss, acc = self.train_step(self.ts, x, y, step_key(self.keys["train"], self.ts.step))
@@ -160,7 +160,8 @@ class Run:
         from ..data import batches
         p = self.partial
         ev = evaluate(self.model.apply, self.ts.params, self.ts.state,
-                      batches(self.test_set, min(256, len(self.test_set)), shuffle=False))
+                      batches(self.test_set, min(256, len(self.test_set)), shuffle=False,
+                              mean=self.train_set.mean, std=self.train_set.std))
         row = {"epoch": self.epoch + 1, "step": self.ts.step,
                "lr": float(self.optimizer_lr(self.ts.step)),
                "train_loss": p["loss"] / max(p["count"], 1),
@@ -185,7 +186,9 @@ class Run:
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.ts.step, "epoch": self.epoch,
                 "batch": self.batch, "history": self.history, "partial": self.partial,
                 "key": [int(v) for v in lrandom.key(self.cfg.seed)],
-                "classes": list(self.train_set.classes), "family": self.model.family}
+                "classes": list(self.train_set.classes), "family": self.model.family,
+                "normalize": {"mean": [float(v) for v in self.train_set.mean],
+                              "std": [float(v) for v in self.train_set.std]}}
         save_checkpoint(os.path.join(self.out, CHECKPOINT), params=self.ts.params,
                         state=self.ts.state, opt_state=self.ts.opt_state, meta=meta)
 

@@ -1,8 +1,8 @@
 """The embedded default dataset: procedurally drawn shapes and patterns, no download needed.
 
 Each image shows one object of a class (a filled shape, an outline or a striped/checked
-patch) at a random position and size, in a random colour on a random background colour
-(with a minimum contrast), plus pixel noise. Everything comes from ``lucid.random``
+patch) at a random position and size, in a random colour on a random, darker background
+colour, plus pixel noise. Everything comes from ``lucid.random``
 keys, so a seed gives the same images on every machine and NumPy version; the train
 and test splits use different keys and never share an image.
 """
@@ -19,7 +19,8 @@ SYNTHETIC_CLASSES = ("circle", "square", "triangle", "cross", "ring",
                      "horizontal_stripes", "vertical_stripes", "checkerboard")
 _SPLITS = {"train": (0, 10000), "test": (1, 2000)}  # (key stream, default size)
 _CHUNK = 1024            # images rendered at once (bounds the float32 temporaries)
-_MIN_CONTRAST = 0.45     # Euclidean RGB distance between object and background colours
+_MIN_CONTRAST = 0.3      # luma of the object minus luma of the background
+_LUMA = np.array([0.299, 0.587, 0.114])  # Rec. 601 weights
 
 
 def load_synthetic(split: str = "train", n: int | None = None, seed: int = 0,
@@ -73,16 +74,22 @@ def _draw_params(key, n: int, size: int) -> dict:
 
 
 def _contrasting_colours(key, n: int):
-    """Background and object colours at least ``_MIN_CONTRAST`` apart (redrawn until so)."""
+    """Background and object colours, the object at least ``_MIN_CONTRAST`` lighter (luma).
+
+    Pairs that fail are redrawn. A fixed contrast polarity matters: with random polarity a
+    small ConvNeXt (patchify stem + LayerNorm) stayed near chance for several epochs in
+    timm, while light-on-dark shapes of random hues reach > 90% held-out in 5 epochs.
+    """
     k_bg, k_fg = _random.split(key)
     bg = _random.uniform(k_bg, (n, 3), np.float64)
     fg = _random.uniform(k_fg, (n, 3), np.float64)
-    for attempt in range(1, 200):
-        bad = np.linalg.norm(fg - bg, axis=1) < _MIN_CONTRAST
+    for attempt in range(1, 1000):
+        bad = (fg - bg) @ _LUMA < _MIN_CONTRAST
         if not bad.any():
             break
-        fg[bad] = _random.uniform(_random.fold_in(k_fg, attempt), (int(bad.sum()), 3),
-                                  np.float64)
+        k_b, k_f = _random.split(_random.fold_in(key, attempt))
+        bg[bad] = _random.uniform(k_b, (int(bad.sum()), 3), np.float64)
+        fg[bad] = _random.uniform(k_f, (int(bad.sum()), 3), np.float64)
     return bg, fg
 
 

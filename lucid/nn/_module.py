@@ -39,7 +39,7 @@ import numpy as np
 from .. import random as _random
 from .._autodiff import Tracer
 from ._spec import count_params, materialize
-from ._tree_util import has_leaves, is_array, map_with_key, merged_leaves, named_leaves, subtree
+from ._tree_util import has_leaves, map_with_key, merged_leaves, named_leaves, subtree
 
 __all__ = ["Module", "Context", "IncompatibleKeys"]
 
@@ -57,6 +57,16 @@ def _stack() -> list:
 
 def _ndim(x) -> int:
     return x.ndim if hasattr(x, "ndim") else np.ndim(x)
+
+
+def _in_params_dtype(x, params):
+    """NumPy input cast to the parameters' float dtype (tracers, parameter-free modules: as is)."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":
+        return x
+    for _, leaf in named_leaves(params):
+        if getattr(leaf, "dtype", None) is not None and np.dtype(leaf.dtype).kind == "f":
+            return x if x.dtype == leaf.dtype else x.astype(leaf.dtype)
+    return x
 
 
 class Context:
@@ -171,10 +181,13 @@ class Module:
           data_format: layout of image inputs and outputs, "NCHW" or "NHWC".
         Returns:
           the output when ``train`` is False, else ``(output, new_state)``.
+
+        A module computes in its parameters' dtype: NumPy inputs of another dtype are cast.
         """
         self._check_call_args(key, data_format, "apply")
         if state is None:
             state = self._default_state()
+        x = _in_params_dtype(x, params)
         y, new_state = self._call(params, state, x, bool(train), key, data_format)
         return (y, new_state) if train else y
 
@@ -228,6 +241,7 @@ class Module:
                 return stack[-1].call_child(name, self, x)
         self._check_call_args(key, "NCHW", "__call__")
         train = self.training
+        x = _in_params_dtype(x, self.params)
         y, new_state = self._call(self.params, self.state, x, train, key, "NCHW")
         if train:
             self._store_state(new_state)

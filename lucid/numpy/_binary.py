@@ -8,7 +8,7 @@ import numpy as np
 
 from .._autodiff import Tracer, primitive
 from .._backend import kernels
-from ._broadcast import broadcast_apply, materialize, sum_to_shape
+from ._broadcast import broadcast_apply, materialize, sum_product_to_shape, sum_to_shape
 from ._core import broadcast_shapes, contig, convert, err, result_dtype
 from ._unary import K as KE
 from ._unary import flat_apply
@@ -51,10 +51,19 @@ def _multiply(x, y, *, shape, need):
     out = broadcast_apply(K.multiply_fwd, shape, x.dtype, x, y)
 
     def vjp(g):
-        gx = broadcast_apply(K.multiply_fwd, shape, g.dtype, g, y) if need[0] else None
-        gy = broadcast_apply(K.multiply_fwd, shape, g.dtype, g, x) if need[1] else None
-        return _unbroadcast(need[0], gx, x.shape), _unbroadcast(need[1], gy, y.shape)
+        g = contig(g)
+        return (_multiply_ct(need[0], g, y, x.shape, shape),
+                _multiply_ct(need[1], g, x, y.shape, shape))
     return out, vjp
+
+
+def _multiply_ct(flag, g, other, own_shape, shape):
+    """Cotangent of one factor of a product: sum_to_shape(g * other, own_shape)."""
+    if not flag:
+        return None
+    if other.shape == shape and own_shape != shape:  # a broadcast factor (layer scale):
+        return sum_product_to_shape(g, other, own_shape)  # reduce without g * other
+    return sum_to_shape(broadcast_apply(K.multiply_fwd, shape, g.dtype, g, other), own_shape)
 
 
 @primitive(name="divide")
@@ -160,7 +169,8 @@ def where(cond, x, y):
     try:
         cond = np.asarray(cond)
     except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise TypeError(err("where", f"cond must be a bool array, got {type(cond).__name__}")) from e
+        raise TypeError(err("where", f"cond must be a bool array, got "
+                                     f"{type(cond).__name__}")) from e
     if cond.dtype.kind not in "biuf":
         raise TypeError(err("where", f"cond must be a bool array, got dtype {cond.dtype}"))
     cond = contig(cond.astype(bool, copy=False))

@@ -4,7 +4,7 @@
   after collapsing the operands' broadcast to at most 4 dims.
 * :func:`reduce_layout` views an array as (A, R, C) for the reduction kernels.
 * :func:`sum_to_shape` ("unbroadcast") sums a cotangent over broadcast axes: the VJP
-  of every broadcasting op.
+  of every broadcasting op; :func:`sum_product_to_shape` fuses a product into it.
 """
 import math
 
@@ -129,10 +129,23 @@ def sum_to_shape(g, shape):
     shape = tuple(shape)
     if g.shape == shape:
         return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
-                                      if n == 1 and g.shape[lead + i] != 1)
-    perm, (A, R, C) = reduce_layout(g.shape, axes)
+    perm, (A, R, C) = reduce_layout(g.shape, _broadcast_axes(g.shape, shape))
     out = np.empty((A, C), g.dtype)
     KR.sum_fwd(to_layout(g, perm, (A, R, C)), n_chunks(A, R, C), 1.0, out)
+    return out.reshape(shape)
+
+
+def _broadcast_axes(full, shape):
+    """The axes of ``full`` along which an array of ``shape`` was broadcast to it."""
+    lead = len(full) - len(shape)
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and full[lead + i] != 1)
+
+
+def sum_product_to_shape(g, x, shape):
+    """``sum_to_shape(g * x, shape)`` for same-shape ``g`` and ``x``, in one pass."""
+    perm, (A, R, C) = reduce_layout(g.shape, _broadcast_axes(g.shape, tuple(shape)))
+    out = np.empty((A, C), g.dtype)
+    KR.sum_prod_fwd(to_layout(g, perm, (A, R, C)), to_layout(x, perm, (A, R, C)),
+                    n_chunks(A, R, C), out)
     return out.reshape(shape)

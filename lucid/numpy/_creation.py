@@ -105,7 +105,8 @@ def arange(start, stop=None, step=1, dtype=None):
     if step == 0:
         raise ValueError(err("arange", "step must not be 0"))
     ints = all(isinstance(a, (int, np.integer)) for a in (lo, hi, step))
-    return np.arange(lo, hi, step, dtype=_dtype(dtype, "arange", np.int64 if ints else DEFAULT_DTYPE))
+    default = np.int64 if ints else DEFAULT_DTYPE
+    return np.arange(lo, hi, step, dtype=_dtype(dtype, "arange", default))
 
 
 def eye(n, m=None, k=0, dtype=None):

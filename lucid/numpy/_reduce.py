@@ -4,7 +4,6 @@ The reduced axes are brought into the middle of an (A, R, C) view: directly when
 they form one contiguous block (trailing, leading or middle), otherwise by a
 transpose that moves them last. See ``kernels/cpu/reduce.py``.
 """
-import builtins
 import math
 
 import numpy as np
@@ -29,7 +28,7 @@ def _prepare(x, axis, keepdims, opname):
     x = as_float_array(x, opname)
     if not isinstance(keepdims, (bool, np.bool_)):
         raise TypeError(err(opname, f"keepdims must be a bool, got {keepdims!r}"))
-    return x, normalize_axes(axis, x.ndim, opname), builtins.bool(keepdims)
+    return x, normalize_axes(axis, x.ndim, opname), bool(keepdims)
 
 
 @primitive(name="sum")

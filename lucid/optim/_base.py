@@ -72,8 +72,8 @@ def flatten_up_to(treedef: PyTreeDef, tree, where: str) -> list:
 def _up_to(treedef, tree, out, where, path):
     if treedef.kind == "leaf":
         if isinstance(tree, (dict, list, tuple)):
-            raise ValueError(f"{where}: at {_where(path)} expected an array or None, got a "
-                             f"{type(tree).__name__} (the tree does not match the parameters)")
+            raise ValueError(f"{where}: at {describe_path(path)} expected an array or None, got "
+                             f"a {type(tree).__name__} (the tree does not match the parameters)")
         out.append(tree)
         return
     if tree is None:
@@ -83,7 +83,7 @@ def _up_to(treedef, tree, out, where, path):
         keys = treedef.aux[1]
         if not isinstance(tree, dict) or len(tree) != len(keys) or set(tree) != set(keys):
             got = sorted(map(str, tree)) if isinstance(tree, dict) else type(tree).__name__
-            raise ValueError(f"{where}: at {_where(path)} expected a dict with keys "
+            raise ValueError(f"{where}: at {describe_path(path)} expected a dict with keys "
                              f"{list(map(str, keys))}, got {got} (the tree does not match the "
                              "parameters)")
         items = zip(keys, treedef.children)
@@ -91,7 +91,7 @@ def _up_to(treedef, tree, out, where, path):
         if not isinstance(tree, (list, tuple)) or len(tree) != len(treedef.children):
             got = (f"a sequence of length {len(tree)}" if isinstance(tree, (list, tuple))
                    else f"a {type(tree).__name__}")
-            raise ValueError(f"{where}: at {_where(path)} expected a sequence of length "
+            raise ValueError(f"{where}: at {describe_path(path)} expected a sequence of length "
                              f"{len(treedef.children)}, got {got} (the tree does not match the "
                              "parameters)")
         items = enumerate(treedef.children)
@@ -99,7 +99,8 @@ def _up_to(treedef, tree, out, where, path):
         _up_to(child, tree[k], out, where, path + (k,))
 
 
-def _where(path) -> str:
+def describe_path(path) -> str:
+    """A leaf's path for error messages, e.g. ``'stages.0.gamma'``."""
     return f"'{path_str(path)}'" if path else "the root"
 
 
@@ -121,17 +122,19 @@ def as_update(name: str, path, g, like) -> np.ndarray:
         try:
             g = np.asarray(g)
         except TypeError as e:
-            raise TypeError(f"{name}: the update at {_where(path)} is not an array: {e}") from e
+            raise TypeError(f"{name}: the update at {describe_path(path)} is not an array: "
+                            f"{e}") from e
     if g.dtype.type not in _FLOAT:
-        raise TypeError(f"{name}: the update at {_where(path)} must be float32 or float64, "
-                        f"got dtype {g.dtype}")
+        raise TypeError(f"{name}: the update at {describe_path(path)} must be float32 or "
+                        f"float64, got dtype {g.dtype}")
     if not is_float_array(like):
         what = "None" if like is None else f"a {type(like).__name__}"
-        raise ValueError(f"{name}: got an update at {_where(path)} for a parameter or state that "
-                         f"is {what}, not a float array (state made by init for other params?)")
+        raise ValueError(f"{name}: got an update at {describe_path(path)} for a parameter or "
+                         f"state that is {what}, not a float array (state made by init for other "
+                         "params?)")
     if g.shape != like.shape:
-        raise ValueError(f"{name}: the update at {_where(path)} has shape {g.shape}, but the "
-                         f"parameter/state there has shape {like.shape}")
+        raise ValueError(f"{name}: the update at {describe_path(path)} has shape {g.shape}, but "
+                         f"the parameter/state there has shape {like.shape}")
     return np.ascontiguousarray(g, dtype=like.dtype)
 
 

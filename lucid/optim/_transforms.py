@@ -10,8 +10,8 @@ import numpy as np
 
 from .._backend import kernels
 from ._base import (EmptyState, GradientTransformation, as_update, check_scalar, check_state,
-                    flatten_none, flatten_up_to, global_norm, is_float_array, learning_rate_at,
-                    new_count, next_count, zeros_like_params)
+                    describe_path, flatten_none, flatten_up_to, global_norm, is_float_array,
+                    learning_rate_at, new_count, next_count, zeros_like_params)
 
 __all__ = ["ScaleByAdamState", "ScaleByScheduleState", "TraceState", "scale",
            "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
@@ -53,7 +53,7 @@ def state_array(name: str, path, s, like: np.ndarray) -> np.ndarray:
     """A state leaf checked against its parameter/update ``like``, C-contiguous in its dtype."""
     if not is_float_array(s) or s.shape != like.shape:
         got = f"shape {s.shape}" if isinstance(s, np.ndarray) else type(s).__name__
-        raise ValueError(f"{name}: the optimizer state at '{'.'.join(map(str, path))}' has {got}, "
+        raise ValueError(f"{name}: the optimizer state at {describe_path(path)} has {got}, "
                          f"expected a float array of shape {like.shape} (state from init of "
                          "other params?)")
     return np.ascontiguousarray(s, dtype=like.dtype)
@@ -82,16 +82,11 @@ def default_weight_decay_mask(params):
     return treedef.unflatten([is_float_array(p) and p.ndim > 1 for p in leaves])
 
 
-def _map_updates(name, updates, params, fn):
-    """Apply ``fn(u, p_or_None, path)`` to every non-None update leaf."""
-    treedef, paths, ref, ups, _ = leaves_of(name, updates, params)
-    out = []
-    for path, u, p in zip(paths, ups, ref if params is not None else [None] * len(ups)):
-        if u is None:
-            out.append(None)
-            continue
-        u = as_update(name, path, u, p if params is not None else np.asarray(u))
-        out.append(fn(u, p, path))
+def _map_updates(name, updates, fn):
+    """Apply ``fn(u)`` to every non-None update leaf (checked to be a float array)."""
+    leaves, treedef, paths = flatten_none(updates)
+    out = [None if u is None else fn(as_update(name, path, u, np.asarray(u)))
+           for u, path in zip(leaves, paths)]
     return treedef.unflatten(out)
 
 
@@ -101,7 +96,7 @@ def scale(step_size: float) -> GradientTransformation:
     step_size = check_scalar(name, "step_size", step_size)
 
     def update(updates, state, params=None):
-        return _map_updates(name, updates, None, lambda u, p, path: _times(u, step_size)), state
+        return _map_updates(name, updates, lambda u: _times(u, step_size)), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
 
@@ -120,7 +115,7 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
     def update(updates, state, params=None):
         check_state(name, state, ScaleByScheduleState)
         factor = learning_rate_at(name, step_size_fn, state.count)
-        out = _map_updates(name, updates, None, lambda u, p, path: _times(u, factor))
+        out = _map_updates(name, updates, lambda u: _times(u, factor))
         return out, ScaleByScheduleState(next_count(state.count))
 
     return GradientTransformation(lambda params: ScaleByScheduleState(new_count()), update)
@@ -241,7 +236,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
         norm = global_norm(updates)
         if norm < max_norm:
             return updates, state
-        return _map_updates(name, updates, None, lambda u, p, path: _clip(u, norm, max_norm)), state
+        return _map_updates(name, updates, lambda u: _clip(u, norm, max_norm)), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
 
