@@ -28,10 +28,15 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or does not fit the run it is loaded into."""
 
 
+def _c_array(leaf) -> np.ndarray:
+    # not np.ascontiguousarray: it turns 0-d arrays (step counts) into shape (1,)
+    return np.array(leaf, order="C", copy=True)
+
+
 def _flat(prefix: str, t) -> dict[str, np.ndarray]:
     out = {}
     for path, leaf in tree.flatten_with_path(t)[0]:
-        out[f"{prefix}/{tree.path_str(path)}"] = np.ascontiguousarray(leaf)
+        out[f"{prefix}/{tree.path_str(path)}"] = _c_array(leaf)
     return out
 
 
@@ -49,7 +54,7 @@ def save_checkpoint(path, *, params, state, opt_state, meta: dict) -> None:
     tensors = _flat("params", params)
     tensors.update(_flat("state", state))
     for i, leaf in enumerate(tree.leaves(opt_state)):
-        tensors[f"opt/{i}"] = np.ascontiguousarray(np.asarray(leaf))
+        tensors[f"opt/{i}"] = _c_array(leaf)
     blob = st_save(tensors, metadata={"format": _FORMAT, "meta": json.dumps(meta)})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path) as f:

@@ -8,9 +8,9 @@ import numpy as np
 from .. import tree
 from . import UserError
 
-_FAMILIES = ("convnext", "inception_next")
-DEFAULT_DEPTHS = {"convnext": [1, 1, 3, 1], "inception_next": [1, 1, 3, 1]}
-DEFAULT_DIMS = {"convnext": [32, 64, 128, 256], "inception_next": [32, 64, 128, 256]}
+FAMILIES = ("convnext", "inception_next")
+DEFAULT_DEPTHS = {"convnext": [1, 1, 2, 1], "inception_next": [1, 1, 2, 1]}
+DEFAULT_DIMS = {"convnext": [16, 32, 64, 128], "inception_next": [32, 64, 128, 256]}
 
 
 class TrainableModel:
@@ -39,14 +39,20 @@ def family_of(name: str) -> str:
     return "inception_next" if name.startswith("inception_next") else "convnext"
 
 
-def create(name: str, **kw):
-    """``lucid.models.create_model`` with unknown names turned into a one-line error."""
+def check_model_name(name: str, extra=()) -> None:
+    """Raise a one-line error naming close matches when ``name`` is not a known model."""
     from .. import models
-    known = models.list_models()
+    known = list(extra) + models.list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UserError(f"unknown model {name!r}.{hint} Run `lucid list` to see all models.")
+
+
+def create(name: str, **kw):
+    """``lucid.models.create_model`` with unknown names turned into a one-line error."""
+    from .. import models
+    check_model_name(name)
     return models.create_model(name, **kw)
 
 
@@ -55,7 +61,7 @@ def build_model(cfg, num_classes: int) -> TrainableModel:
     from .. import models
     family = family_of(cfg.model)
     drop = {"drop_path": cfg.drop_path} if family == "convnext" else {"drop_path_rate": cfg.drop_path}
-    if cfg.model in _FAMILIES:
+    if cfg.model in FAMILIES:
         depths = cfg.depths or DEFAULT_DEPTHS[family]
         dims = cfg.dims or DEFAULT_DIMS[family]
         if len(depths) != 4 or len(dims) != 4:

@@ -18,7 +18,7 @@ from ..checkpoint import (CheckpointError, load_checkpoint, restore_leaves, rest
 from ..training import NonFiniteLossError, TrainState, evaluate, make_train_step, step_key
 from . import UserError
 from ._data import load_datasets
-from ._model import build_model
+from ._model import FAMILIES, build_model, check_model_name
 from ._report import EpochBar, write_logs
 
 CHECKPOINT = "last.safetensors"
@@ -32,20 +32,20 @@ class RunConfig:
     dims: list | None = None
     data: str = "synthetic"
     image_size: int = 32
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 64
     optimizer: str = "adamw"
-    lr: float = 3e-3
+    lr: float = 4e-3
     schedule: str = "cosine"
     warmup_epochs: float = 0.5
     weight_decay: float = 0.05
-    clip_norm: float = 1.0
+    clip_norm: float = 0.0
     drop_path: float = 0.0
-    label_smoothing: float = 0.0
-    augment: bool = True
+    label_smoothing: float = 0.1
+    augment: bool = False   # the embedded shapes already vary in position, size and colour
     seed: int = 0
-    train_size: int = 6000
-    test_size: int = 1000
+    train_size: int = 10000
+    test_size: int = 2000
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "image_size", "train_size", "test_size"):
@@ -69,6 +69,7 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: str, checkpoint_every: int = 0, quiet: bool = False):
         cfg.check()
+        check_model_name(cfg.model, extra=FAMILIES)
         self.cfg, self.out, self.quiet = cfg, out, quiet
         self.checkpoint_every = max(0, int(checkpoint_every))
         self.keys = _keys(cfg.seed)
@@ -137,8 +138,8 @@ class Run:
                 self.ts, loss, acc = self.train_step(self.ts, x, y, step_key(self.keys["train"], self.ts.step))
             except NonFiniteLossError as e:
                 bar.close()
-                raise UserError(f"{e}: training diverged; lower --lr (now {cfg.lr}) or raise "
-                                "--clip-norm's effect by setting it, e.g. --clip-norm 1") from None
+                raise UserError(f"{e}: training diverged; lower --lr (now {cfg.lr}) or clip "
+                                "gradients with --clip-norm 1") from None
             dt = time.perf_counter() - t0
             n = len(y)
             p["loss"] += loss * n

@@ -35,8 +35,8 @@ def add_parser(sub) -> None:
                    "clipping (0 disables)")
     p.add_argument("--drop-path", type=float, default=d.drop_path)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="disable random crop and horizontal flip")
+    p.add_argument("--augment", action="store_true",
+                   help="random crop (zero padding 4) and horizontal flip of training batches")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--train-size", type=int, default=d.train_size, help="embedded data: training images")
     p.add_argument("--test-size", type=int, default=d.test_size, help="embedded data: held-out images")
