@@ -421,6 +421,11 @@ def format_report(report: dict) -> str:
               f"each; Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']} "
               f"(threading layer {m['numba_threading_layer']})"
               + (f", PyTorch {m['torch']}, timm {m['timm']}" if torch_ok else ", no PyTorch")]
+    for row in rows:
+        if row["metric"] == "memory":
+            lines.append(f"peak RSS {row['model']}: " + "; ".join(
+                f"{impl} {v['peak_mib']:.0f} MiB (RSS before the first step "
+                f"{v['rss_before_step_mib']:.0f} MiB)" for impl, v in row["samples"].items()))
     s = report["settings"]
     lines.append(f"settings: medians of {s['repeats']} timed calls (latency: "
                  f"{max(s['repeats'], 10)}) after {s['warmup']} warm-up, float32, 224x224")
