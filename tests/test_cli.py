@@ -120,3 +120,26 @@ def test_nan_loss_is_reported(tmp_path):
     res = lucid_cli("train", *TINY_TRAIN, "--optimizer", "sgd", "--lr", "1e12", "--schedule",
                     "constant", "--out", str(tmp_path))
     assert_user_error(res, "diverged", "--lr")
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
+    import signal
+    import time
+    from lucid.checkpoint import load_checkpoint
+    args = [a for a in TINY_TRAIN if a not in ("--epochs", "1")]
+    cmd = [sys.executable, "-m", "lucid", "train", *args, "--epochs", "50",
+           "--checkpoint-every", "1", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "last.safetensors"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), proc.communicate()
+    time.sleep(1.0)                       # let it be busy writing further checkpoints
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    _, _, _, meta = load_checkpoint(str(ckpt))   # intact and readable
+    assert meta["step"] >= 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -8,8 +8,78 @@
   views); Numba 0.68 was seen to drop a store through such a view.
 - Numba's cache is keyed on each kernel's own file: after editing a helper module that
   kernels inline (``_math.py``), clear ``kernels/cpu/__pycache__``.
+- ``pjit`` kernels run serially below a grain size (see :class:`GrainDispatcher`).
 """
-import numba
+import types
 
-jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-pjit = numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+import numba
+import numpy as np
+
+_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+jit = numba.njit(**_OPTIONS)
+
+# Parallelise only from this many elements (of the largest array argument) up, as
+# PyTorch's grain size: below it, waking the thread pool costs more than the work saves,
+# and on a loaded machine a parallel region waits for a descheduled worker (ms per call).
+GRAIN = 32768
+
+
+class GrainDispatcher:
+    """A kernel compiled twice, parallel and serial, chosen per call by the work size.
+
+    Both variants are built lazily (a kernel a process never calls at one size is never
+    compiled or loaded at that size). The serial twin is a clone of the Python function
+    with ``_serial`` appended to its qualified name, because Numba names its on-disk
+    cache files after ``__qualname__``: without it the two variants would share (and
+    overwrite) one cache entry.
+    """
+
+    def __init__(self, py_func, grain: int = GRAIN):
+        self.py_func = py_func
+        self.grain = grain
+        self.__name__ = py_func.__name__
+        self.__qualname__ = py_func.__qualname__
+        self.__doc__ = py_func.__doc__
+        self.__module__ = py_func.__module__
+        self._parallel = None
+        self._serial = None
+
+    @property
+    def parallel(self):
+        """The ``njit(parallel=True)`` dispatcher."""
+        if self._parallel is None:
+            self._parallel = numba.njit(parallel=True, **_OPTIONS)(self.py_func)
+        return self._parallel
+
+    @property
+    def serial(self):
+        """The serial ``njit`` dispatcher (``prange`` runs as ``range``)."""
+        if self._serial is None:
+            f = self.py_func
+            twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial",
+                                      f.__defaults__, f.__closure__)
+            twin.__qualname__ = f.__qualname__ + "_serial"
+            twin.__module__ = f.__module__
+            twin.__doc__ = f.__doc__
+            self._serial = numba.njit(**_OPTIONS)(twin)
+        return self._serial
+
+    def __call__(self, *args):
+        work = 0
+        for a in args:
+            if type(a) is np.ndarray and a.size > work:
+                work = a.size
+        if work >= self.grain:
+            return self.parallel(*args)
+        return self.serial(*args)
+
+
+def pjit(fn=None, *, grain: int = GRAIN):
+    """Decorator for a ``prange`` kernel: parallel from ``grain`` elements up, else serial.
+
+    Use as ``@pjit`` or ``@pjit(grain=N)`` (a smaller grain for kernels doing much work
+    per element).
+    """
+    if fn is None:
+        return lambda f: GrainDispatcher(f, grain)
+    return GrainDispatcher(fn, grain)
