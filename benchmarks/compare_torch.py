@@ -8,7 +8,8 @@ Usage (from the repository root, in an environment with lucid, and optionally to
     python benchmarks/compare_torch.py --only forward,latency --repeats 9 --json out.json
 
 Every timed metric alternates lucid and PyTorch call by call (rotating who goes first)
-after ``--warmup`` untimed calls each, and reports the median of ``--repeats`` calls.
+after ``--warmup`` untimed calls each, and reports the median of ``--repeats`` calls
+(``--stat min``: the fastest, which resists other processes' load on a shared machine).
 PyTorch runs both its contiguous (NCHW) and channels_last (NHWC) layouts; the faster is
 its figure. Both libraries get ``--threads`` threads (``lucid.set_num_threads`` and
 ``torch.set_num_threads``; the BLAS/OpenMP variables are set to the same number before
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
     p.add_argument("--only", default=",".join(METRICS), help="subset of: %(default)s")
+    p.add_argument("--stat", choices=("median", "min"), default="median",
+                   help="summary of the timed calls (default: median)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: batch 2, 1 repeat, 1 cold-start run (unless given)")
     p.add_argument("--no-torch", action="store_true", help="measure lucid alone")
@@ -151,6 +154,10 @@ def alternate(calls: dict, repeats: int, warmup: int) -> dict:
 
 # ----------------------------------------------------------------------------- metrics
 
+def _summary(samples, stat):
+    return min(samples) if stat == "min" else statistics.median(samples)
+
+
 def measure_speed(metric: str, model: str, args, torch_ok: bool) -> dict:
     """One forward / train / latency row: medians, throughput, GFLOP/s, ratio."""
     from benchmarks import gflop
@@ -162,7 +169,7 @@ def measure_speed(metric: str, model: str, args, torch_ok: bool) -> dict:
             calls[f"torch_{layout}"] = torch_call(model, batch, train, layout)
     repeats = max(args.repeats, 10) if metric == "latency" else args.repeats
     samples = alternate(calls, repeats, args.warmup)
-    med = {name: statistics.median(s) for name, s in samples.items()}
+    med = {name: _summary(s, args.stat) for name, s in samples.items()}
     row = {"metric": metric, "model": model, "batch": batch, "unit": "s", "samples": samples,
            "lucid": med["lucid"], "gflop": gflop(model, batch, train)}
     if torch_ok:
@@ -243,7 +250,7 @@ def measure_coldstart(args, torch_ok: bool) -> dict:
     for _ in range(args.cold_runs):
         for name, code in programs.items():
             samples[name].append(run_child(["-c", code], env)[0])
-    med = {name: statistics.median(s) for name, s in samples.items()}
+    med = {name: _summary(s, args.stat) for name, s in samples.items()}
     row = {"metric": "coldstart", "model": "convnext_tiny", "batch": 1, "unit": "s",
            "samples": samples, "lucid": med["lucid"]}
     if torch_ok:
@@ -427,7 +434,7 @@ def format_report(report: dict) -> str:
                 f"{impl} {v['peak_mib']:.0f} MiB (RSS before the first step "
                 f"{v['rss_before_step_mib']:.0f} MiB)" for impl, v in row["samples"].items()))
     s = report["settings"]
-    lines.append(f"settings: medians of {s['repeats']} timed calls (latency: "
+    lines.append(f"settings: {s['stat']} of {s['repeats']} timed calls (latency: "
                  f"{max(s['repeats'], 10)}) after {s['warmup']} warm-up, float32, 224x224")
     return "\n".join(lines)
 

@@ -9,11 +9,22 @@
 - Numba's cache is keyed on each kernel's own file: after editing a helper module that
   kernels inline (``_math.py``), clear ``kernels/cpu/__pycache__``.
 - ``pjit`` kernels run serially below a grain size (see :class:`GrainDispatcher`).
+- Numba's OpenMP workers spin only briefly (``GOMP_SPINCOUNT``) before sleeping: lucid
+  alternates Numba's pool with OpenBLAS's (the GEMMs), and on 2 cores a pool spinning
+  after its region steals the core the other pool needs — measured: a GEMM followed by a
+  0.4 ms parallel kernel took 80 ms (median) with libgomp's default spin, 1-2 ms with a
+  short one; a tiny ConvNeXt training step went from ~2 s to 0.03-0.9 s (load 4-6).
+  libgomp reads this when Numba first starts its threads, which is after this import;
+  an ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` the user set wins.
 """
+import os
 import types
 
 import numba
 import numpy as np
+
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 jit = numba.njit(**_OPTIONS)

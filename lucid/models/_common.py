@@ -5,8 +5,10 @@ import functools
 
 import numpy as np
 
+from .. import numpy as lnp
 from .. import random as _random
 from .._autodiff import Tracer
+from ..nn import functional as F
 from ..nn._spec import materialize
 from ..nn._state_dict import interchangeable
 from ..nn._tree_util import named_leaves
@@ -166,3 +168,25 @@ def cast_state(state, dtype):
             return leaf.astype(dtype)
         return leaf
     return map_with_key(cast, state)
+
+
+def mlp_residual(p, x, y, rate: float, key, train: bool):
+    """``x + drop_path(gamma * fc2(gelu(fc1(y))))``: the MLP half of a ConvNeXt /
+    MetaNeXt block, NHWC (linears over the last axis).
+
+    fc1's bias and the GELU run as one pass (``F.bias_gelu``) and, without drop path,
+    the layer scale and the residual add as another (``F.scale_residual``); both compute
+    the same roundings as timm's unfused ops.
+    """
+    fc1, fc2 = p["mlp"]["fc1"], p["mlp"]["fc2"]
+    y = F.linear(y, fc1["weight"])
+    y = F.bias_gelu(y, fc1["bias"]) if "bias" in fc1 else F.gelu(y)
+    y = F.linear(y, fc2["weight"], fc2.get("bias"))   # 1x1 conv == linear
+    dropping = train and rate > 0.0
+    if "gamma" in p and not dropping:
+        return F.scale_residual(x, y, p["gamma"])
+    if "gamma" in p:
+        y = lnp.multiply(y, p["gamma"])  # channels-last: broadcasts over the last axis
+    if dropping:
+        y = F.drop_path(y, rate, key, train=True)
+    return lnp.add(x, y)

@@ -191,13 +191,7 @@ def _block(p, x, cfg, rate, key, train):
     y = F.conv2d(x, w, p["conv_dw"].get("bias"), padding=(w.shape[2] - 1) // 2, groups=w.shape[0],
                  data_format="NHWC")
     y = _layer_norm(p["norm"], y, cfg.norm_eps)
-    y = F.gelu(F.linear(y, p["mlp"]["fc1"]["weight"], p["mlp"]["fc1"]["bias"]))
-    y = F.linear(y, p["mlp"]["fc2"]["weight"], p["mlp"]["fc2"]["bias"])
-    if "gamma" in p:
-        y = lnp.multiply(y, p["gamma"])  # channels-last: broadcasts over the last axis
-    if train and rate > 0.0:
-        y = F.drop_path(y, rate, key, train=True)
-    return lnp.add(x, y)
+    return C.mlp_residual(p, x, y, rate, key, train)
 
 
 def _head(p, x, cfg, train, key):

@@ -227,16 +227,11 @@ def _block(p, s, x, mixer, rate, key, train):
         raise ValueError(f"{_WHERE}: the token mixer {type(mixer).__name__} changed the shape "
                          f"{tuple(x.shape)} to {tuple(y.shape)} (NHWC)")
     y, norm_state = batch_norm_forward(p["norm"], s.get("norm"), y, train=train, axis=-1)
-    y = F.gelu(F.linear(y, p["mlp"]["fc1"]["weight"], p["mlp"]["fc1"]["bias"]))
-    y = F.linear(y, p["mlp"]["fc2"]["weight"], p["mlp"]["fc2"]["bias"])  # 1x1 conv == linear
-    if "gamma" in p:
-        y = lnp.multiply(y, p["gamma"])
-    if train and rate > 0.0:
-        y = F.drop_path(y, rate, C.sub_key(key, 1), train=True)
+    y = C.mlp_residual(p, x, y, rate, C.sub_key(key, 1) if train and rate > 0.0 else None, train)
     new_state = {}
     _put(new_state, "token_mixer", mixer_state)
     _put(new_state, "norm", norm_state)
-    return lnp.add(x, y), new_state
+    return y, new_state
 
 
 def _stage(p, s, x, i, cfg, mixer, first_block, train, key):

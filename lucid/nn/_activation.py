@@ -8,6 +8,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
+from . import _buffers as buffers
 from ._validate import as_rows, contiguous, float_array, same_dtype, where
 
 K = kernels("activation")
@@ -69,11 +70,11 @@ def gelu(x, approximate: str = "none"):
 def _bias_gelu(h, b):
     h2 = as_rows(h)
     b = contiguous(b)
-    out = np.empty_like(h2)
+    out = buffers.empty_like(h2)
     K.bias_gelu_fwd(h2, b, out)
 
     def vjp(g):
-        gh = np.empty_like(h2)
+        gh = buffers.empty_like(h2)
         K.bias_gelu_bwd(contiguous(g).reshape(h2.shape), h2, b, gh)
         gb = np.empty_like(b)
         KL.bias_add_bwd(gh, gb)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
+from . import _buffers as buffers
 from ._validate import (check_channel_vector, check_ndim, float_array, optional_float_array,
                         same_dtype, where)
 
@@ -48,11 +49,11 @@ def _depthwise(x, w, b, geo):
     N, _, _, C = x.shape
     wk = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
     bias = b if b is not None else np.zeros(C, x.dtype)
-    out = np.empty((N, geo.Ho, geo.Wo, C), x.dtype)
+    out = buffers.empty((N, geo.Ho, geo.Wo, C), x.dtype)
     K.depthwise_fwd(x, wk, bias, geo.sh, geo.sw, geo.pt, geo.pl, out)
 
     def backward(g):
-        gx = np.empty_like(x)
+        gx = buffers.empty_like(x)
         K.depthwise_bwd_x(g, wk, geo.sh, geo.sw, geo.pt, geo.pl, gx)
         gwk, gb = np.empty_like(wk), np.empty_like(bias)
         K.depthwise_bwd_w(g, x, geo.sh, geo.sw, geo.pt, geo.pl, gwk, gb)

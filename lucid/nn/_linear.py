@@ -7,6 +7,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
+from . import _buffers as buffers
 from ._validate import (as_rows, check_channel_vector, contiguous, float_array,
                         optional_float_array, same_dtype, where)
 
@@ -17,14 +18,14 @@ K = kernels("linear")
 def _linear(x, w, b):
     x2 = as_rows(x)
     w2 = w.reshape(w.shape[0], w.shape[1])   # (out, in) or timm's (out, in, 1, 1)
-    y = np.empty((x2.shape[0], w2.shape[0]), dtype=x.dtype)
+    y = buffers.empty((x2.shape[0], w2.shape[0]), x.dtype)
     np.matmul(x2, w2.T, out=y)
     if b is not None:
         K.bias_add_fwd(y, contiguous(b), y)
 
     def vjp(g):
         g2 = contiguous(g).reshape(y.shape)
-        gx = np.empty_like(x2)
+        gx = buffers.empty_like(x2)
         np.matmul(g2, w2, out=gx)
         gw = np.empty(w2.shape, dtype=w.dtype)
         np.matmul(g2.T, x2, out=gw)

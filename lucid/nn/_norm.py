@@ -5,6 +5,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
+from . import _buffers as buffers
 from ._validate import (as_rows, axis_to_rows, check_axis, check_channel_vector, check_real,
                         contiguous, float_array, optional_float_array, rows_to_axis, same_dtype,
                         where)
@@ -18,13 +19,13 @@ def _layer_norm(x, w, b, *, eps, axis):
     cols = x2.shape[1]
     w1 = np.ones(cols, x.dtype) if w is None else contiguous(w)
     b1 = np.zeros(cols, x.dtype) if b is None else contiguous(b)
-    y2 = np.empty_like(x2)
+    y2 = buffers.empty_like(x2)
     mean = np.empty(x2.shape[0])
     rstd = np.empty(x2.shape[0])
     K.layer_norm_fwd(x2, w1, b1, float(eps), y2, mean, rstd)
 
     def vjp(g):
-        dx2 = np.empty_like(x2)
+        dx2 = buffers.empty_like(x2)
         dw = np.empty(cols, x.dtype)
         db = np.empty(cols, x.dtype)
         K.layer_norm_bwd(axis_to_rows(g, axis), x2, w1, mean, rstd, dx2, dw, db)
