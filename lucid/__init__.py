@@ -4,8 +4,15 @@ Models are pure functions over explicit parameter pytrees; every operation is a
 primitive with a Numba forward kernel and Numba backward kernel(s); ``grad``,
 ``value_and_grad`` and ``vjp`` compose them.
 """
-from . import io, numpy, random, tree
-from . import nn, models, optim, data, metrics
+import os as _os
+
+# OpenBLAS's idle threads otherwise keep spinning after every GEMM and fight Numba's
+# threads for the cores (measured ~20% on batch-16 ConvNeXt-T); it reads this only when
+# numpy loads it, so it helps when lucid is imported before numpy (as the CLI does).
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from . import io, numpy, random, tree  # noqa: E402
+from . import nn, models, optim, data, metrics  # noqa: E402
 from ._autodiff import Tracer, grad, is_tracer, stop_gradient, value_and_grad, vjp
 from ._backend import backend, set_backend, set_num_threads
 from ._summary import summary

@@ -74,6 +74,8 @@ def _configure_threads() -> None:
     if _threads_done:
         return
     _threads_done = True
+    if _backend == "cpu":  # sets the OpenMP spin policy before Numba starts its threads
+        importlib.import_module("lucid.kernels.cpu._common")
     n = os.environ.get("LUCID_NUM_THREADS")
     if n:
         set_num_threads(int(n))
@@ -86,6 +88,8 @@ def set_num_threads(n: int) -> None:
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"lucid.set_num_threads: expected a positive int, got {n!r}")
+    if _backend == "cpu":
+        importlib.import_module("lucid.kernels.cpu._common")
     import numba
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:

@@ -60,7 +60,9 @@ def plot_curves(history: list[dict], path: str) -> None:
     ax_acc.plot(epochs, [r["train_accuracy"] for r in history], "o-", label="train")
     ax_acc.plot(epochs, [r["test_accuracy"] for r in history], "s-", label="held-out")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    from matplotlib.ticker import MaxNLocator
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
