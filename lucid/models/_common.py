@@ -9,7 +9,8 @@ from .. import numpy as lnp
 from .. import random as _random
 from .._autodiff import Tracer
 from ..nn import functional as F
-from ..nn._spec import materialize
+from ..nn._module import Module
+from ..nn._spec import count_params, materialize
 from ..nn._state_dict import interchangeable
 from ..nn._tree_util import named_leaves
 
@@ -190,3 +191,47 @@ def mlp_residual(p, x, y, rate: float, key, train: bool):
     if dropping:
         y = F.drop_path(y, rate, key, train=True)
     return lnp.add(x, y)
+
+
+class FamilyModel(Module):
+    """The facade shared by the model families: a config plus the family's functional trio.
+
+    A family's class sets ``_specs``, ``_init``, ``_apply`` (its module-level functions)
+    and ``_info`` (its analytic layer-info function), and builds ``self.config``.
+    """
+
+    _specs = _init = _apply = _info = None
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls.__new__(cls)
+        Module.__init__(model)
+        model.config = config
+        return model
+
+    def specs(self):
+        return type(self)._specs(self.config)
+
+    def init(self, key):
+        return type(self)._init(key, self.config)
+
+    def apply(self, params, x, *, state=None, train: bool = False, key=None):
+        """The family's ``apply`` with this model's config; ``state`` defaults to ``.state``."""
+        state = self._default_state() if state is None else state
+        return type(self)._apply(params, x, state=state, train=train, key=key, config=self.config)
+
+    def _run(self, params, state, x, *, train, key, data_format):
+        out = type(self)._apply(params, x, state=state, train=train, key=key, config=self.config)
+        return out if train else (out, state)
+
+    def num_parameters(self) -> int:
+        if self.__dict__.get("_params") is None:
+            return count_params(self.specs())  # without allocating the parameters
+        return super().num_parameters()
+
+    def layer_info(self, in_shape, name=""):
+        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
+        return type(self)._info(self.config, tuple(in_shape))
+
+    def extra_repr(self):
+        return repr(self.config)

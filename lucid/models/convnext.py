@@ -28,8 +28,7 @@ import numpy as np
 
 from .. import numpy as lnp
 from ..nn import functional as F
-from ..nn._module import Module
-from ..nn._spec import ParamSpec, count_params, materialize
+from ..nn._spec import ParamSpec, materialize
 from . import _common as C
 from ._layer_info import convnext_info
 from ._registry import register_model
@@ -246,7 +245,7 @@ def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvN
 
 
 # ---- object form --------------------------------------------------------------------------
-class ConvNeXt(Module):
+class ConvNeXt(C.FamilyModel):
     """ConvNeXt as a Module (``.config``, ``.init``, ``.apply`` give the functional form).
 
     Args:
@@ -256,6 +255,9 @@ class ConvNeXt(Module):
       layer_scale_init: initial layer scale (timm's ``ls_init_value``).
       **overrides: any other :class:`ConvNeXtConfig` field (``conv_mlp``, ``drop_rate``, ...).
     """
+
+    _specs, _init, _apply = staticmethod(specs), staticmethod(init), staticmethod(apply)
+    _info = staticmethod(convnext_info)
 
     def __init__(self, num_classes: int = 1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),
                  drop_path: float = 0.0, layer_scale_init: float = 1e-6, **overrides):
@@ -269,40 +271,6 @@ class ConvNeXt(Module):
             raise TypeError(f"{where}: unknown argument(s) {sorted(unknown)}")
         self.config = ConvNeXtConfig(num_classes=num_classes, depths=depths, dims=dims,
                                      drop_path_rate=drop_path, ls_init_value=ls, **overrides)
-
-    @classmethod
-    def from_config(cls, config: ConvNeXtConfig) -> "ConvNeXt":
-        model = cls.__new__(cls)
-        Module.__init__(model)
-        model.config = config
-        return model
-
-    def specs(self):
-        return specs(self.config)
-
-    def init(self, key):
-        return init(key, self.config)
-
-    def apply(self, params, x, *, state=None, train: bool = False, key=None):
-        """``convnext.apply`` with this model's config (see the module docstring)."""
-        return apply(params, x, state=state, train=train, key=key, config=self.config)
-
-    def _run(self, params, state, x, *, train, key, data_format):
-        out = apply(params, x, state=state, train=train, key=key, config=self.config)
-        return out if train else (out, state)
-
-    def num_parameters(self) -> int:
-        if self.__dict__.get("_params") is None:
-            return count_params(self.specs())
-        return super().num_parameters()
-
-    def layer_info(self, in_shape, name=""):
-        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
-        return convnext_info(self.config, tuple(in_shape))
-
-    def extra_repr(self):
-        return repr(self.config)
-
 
 # ---- variants -----------------------------------------------------------------------------
 VARIANTS = {

@@ -38,7 +38,7 @@ from ..nn import functional as F
 from ..nn._blocks import InceptionDWConv2d, MlpHead, _MLPHead
 from ..nn._layers import Identity, batch_norm_forward
 from ..nn._module import Module
-from ..nn._spec import ParamSpec, count_params, materialize
+from ..nn._spec import ParamSpec, materialize
 from ..nn._tree_util import has_leaves, subtree
 from . import _common as C
 from ._layer_info import inception_next_info
@@ -306,7 +306,7 @@ def initial_state(cfg: InceptionNeXtConfig) -> dict:
 
 
 # ---- object form --------------------------------------------------------------------------
-class InceptionNeXt(Module):
+class InceptionNeXt(C.FamilyModel):
     """InceptionNeXt (timm's MetaNeXt) as a Module; ``.config``, ``.init``, ``.apply`` give the
     functional form.
 
@@ -323,6 +323,9 @@ class InceptionNeXt(Module):
       **overrides: ``in_chans``.
     """
 
+    _specs, _init, _apply = staticmethod(specs), staticmethod(init), staticmethod(apply)
+    _info = staticmethod(lambda cfg, in_shape: inception_next_info(cfg, in_shape, *_modules(cfg)))
+
     def __init__(self, num_classes: int = 1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),
                  token_mixers=Identity, mlp_ratios=(4, 4, 4, 3), head_fn=_MLPHead,
                  drop_rate: float = 0.0, drop_path_rate: float = 0.0, ls_init_value: float = 1e-6,
@@ -335,41 +338,6 @@ class InceptionNeXt(Module):
             num_classes=num_classes, depths=depths, dims=dims, token_mixers=token_mixers,
             mlp_ratios=mlp_ratios, head_fn=head_fn, drop_rate=drop_rate,
             drop_path_rate=drop_path_rate, ls_init_value=ls_init_value, **overrides)
-
-    @classmethod
-    def from_config(cls, config: InceptionNeXtConfig) -> "InceptionNeXt":
-        model = cls.__new__(cls)
-        Module.__init__(model)
-        model.config = config
-        return model
-
-    def specs(self):
-        return specs(self.config)
-
-    def init(self, key):
-        return init(key, self.config)
-
-    def apply(self, params, x, *, state=None, train: bool = False, key=None):
-        """``inception_next.apply`` with this model's config; ``state`` defaults to ``.state``."""
-        state = self._default_state() if state is None else state
-        return apply(params, x, state=state, train=train, key=key, config=self.config)
-
-    def _run(self, params, state, x, *, train, key, data_format):
-        out = apply(params, x, state=state, train=train, key=key, config=self.config)
-        return out if train else (out, state)
-
-    def num_parameters(self) -> int:
-        if self.__dict__.get("_params") is None:
-            return count_params(self.specs())
-        return super().num_parameters()
-
-    def layer_info(self, in_shape, name=""):
-        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
-        return inception_next_info(self.config, tuple(in_shape), *_modules(self.config))
-
-    def extra_repr(self):
-        return repr(self.config)
-
 
 # ---- variants -----------------------------------------------------------------------------
 def _mixer(band_kernel_size=11, branch_ratio=0.125):
