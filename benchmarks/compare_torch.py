@@ -8,12 +8,19 @@ Usage (from the repository root, in an environment with lucid, and optionally to
     python benchmarks/compare_torch.py --only forward,latency --repeats 9 --json out.json
 
 Every timed metric alternates lucid and PyTorch call by call (rotating who goes first)
-after ``--warmup`` untimed calls each, and reports the median of ``--repeats`` calls
+after ``--warmup`` untimed calls each (and, for calls under 0.5 s, one untimed call
+right before each timed one), and reports the median of ``--repeats`` calls
 (``--stat min``: the fastest, which resists other processes' load on a shared machine).
 PyTorch runs both its contiguous (NCHW) and channels_last (NHWC) layouts; the faster is
 its figure. Both libraries get ``--threads`` threads (``lucid.set_num_threads`` and
 ``torch.set_num_threads``; the BLAS/OpenMP variables are set to the same number before
 NumPy loads, since lucid controls BLAS threads only when threadpoolctl is installed).
+Numba's threading layer defaults to ``workqueue`` here: with PyTorch's own OpenMP
+runtime loaded in the same process, Numba's ``omp`` layer made lucid's ConvNeXt-T
+batch-1 forward ~6x slower (68 -> 455 ms, just from ``import torch``), while
+``workqueue`` costs lucid ~3% against ``omp`` alone (``--numba-layer`` changes it).
+The fresh processes (memory, cold start, compile) run one library each and keep the
+user's layer.
 Everything is float32 at 224x224.
 
 Metrics: forward at ``--batch`` (eval mode); training step at ``--batch`` (forward +
@@ -46,6 +53,7 @@ METRICS = ("forward", "train", "latency", "memory", "coldstart", "compile")
 TARGETS = {"forward": (">=", 1.5), "train": (">=", 1.3), "latency": (">=", 1.2),
            "memory": ("<=", 1.0), "coldstart": ("<=", 0.5), "compile": ("<=", 30.0)}
 LAYOUTS = ("NCHW", "NHWC")  # PyTorch's contiguous and channels_last memory formats
+PRIME_BELOW_S = 0.5  # see alternate()
 
 
 def parse_args(argv=None):
@@ -57,6 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
     p.add_argument("--only", default=",".join(METRICS), help="subset of: %(default)s")
+    p.add_argument("--numba-layer", choices=("workqueue", "omp", "tbb", "default"),
+                   default="workqueue", help="NUMBA_THREADING_LAYER (default: %(default)s)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="summary of the timed calls (default: median)")
     p.add_argument("--quick", action="store_true",
@@ -79,9 +89,16 @@ def parse_args(argv=None):
     return args
 
 
+_USER_NUMBA_LAYER = os.environ.get("NUMBA_THREADING_LAYER")
+
+
 def thread_env(n: int) -> dict:
-    """The environment giving lucid (Numba + BLAS) and PyTorch (OpenMP) ``n`` threads each."""
+    """The environment for fresh processes: ``n`` threads for lucid (Numba + BLAS) and
+    PyTorch (OpenMP), and the user's own Numba threading layer (a child runs one library)."""
     env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    if _USER_NUMBA_LAYER is not None:
+        env["NUMBA_THREADING_LAYER"] = _USER_NUMBA_LAYER
     for var in ("LUCID_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MKL_NUM_THREADS"):
         env[var] = str(n)
@@ -137,15 +154,25 @@ def torch_call(model: str, batch: int, train: bool, layout: str):
 
 
 def alternate(calls: dict, repeats: int, warmup: int) -> dict:
-    """Seconds of each call, ``repeats`` times, interleaved call by call after warm-up."""
-    for call in calls.values():
-        for _ in range(warmup):
+    """Seconds of each call, ``repeats`` times, interleaved call by call after warm-up.
+
+    A call shorter than ``PRIME_BELOW_S`` is preceded by one untimed call of the same
+    library, so that its worker threads and caches are as hot as in a loop of its own
+    rather than cooled down by the other library's turn.
+    """
+    short = {}
+    for name, call in calls.items():
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
             call()
+            short[name] = time.perf_counter() - t0 < PRIME_BELOW_S
     names, samples = list(calls), {name: [] for name in calls}
     for r in range(repeats):
         k = r % len(names)  # rotate who goes first, so no one always follows the other
         for name in names[k:] + names[:k]:
             gc.collect()
+            if short[name]:
+                calls[name]()
             t0 = time.perf_counter()
             calls[name]()
             samples[name].append(time.perf_counter() - t0)
@@ -446,6 +473,8 @@ def main(argv=None) -> int:
     if args.child_memory:
         impl, model, batch = args.child_memory
         return child_memory(impl, model, int(batch), args.threads)
+    if args.numba_layer != "default":  # before Numba loads; only for this shared process
+        os.environ["NUMBA_THREADING_LAYER"] = args.numba_layer
     from benchmarks import GMACS
     unknown = [m for m in args.models if m not in GMACS]
     if unknown:
