@@ -1,13 +1,13 @@
 """Activations: ``relu``, ``gelu`` (exact erf form or tanh approximation) and a fused bias+GELU.
 
-``bias_gelu`` is not part of the public ``F`` API: it is the single-pass
-``gelu(h + b)`` over a linear layer's output that models / ``linear`` can use to
-skip one full read and write of the MLP's widest activation.
+``bias_gelu`` is the single-pass ``gelu(h + b)`` over a bias-free linear layer's output
+that the models use to skip one full read and write of the MLP's widest activation.
 """
 import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
+from ..numpy._unary import flat_apply
 from . import _buffers as buffers
 from ._validate import as_rows, contiguous, float_array, same_dtype, where
 
@@ -15,27 +15,21 @@ K = kernels("activation")
 KL = kernels("linear")
 
 
-def _flat(kernel, *arrays):
-    """Run an elementwise kernel over raveled inputs into a fresh array shaped like the first."""
-    out = np.empty_like(arrays[0])
-    kernel(*(contiguous(a).reshape(-1) for a in arrays), out.reshape(-1))
-    return out
-
 
 @primitive(name="nn.functional.relu")
 def _relu(x):
-    y = _flat(K.relu_fwd, x)
-    return y, lambda g: (_flat(K.relu_bwd, g, y),)
+    y = flat_apply(K.relu_fwd, x)
+    return y, lambda g: (flat_apply(K.relu_bwd, g, y),)
 
 
 @primitive(name="nn.functional.gelu")
 def _gelu(x):
-    return _flat(K.gelu_fwd, x), lambda g: (_flat(K.gelu_bwd, g, x),)
+    return flat_apply(K.gelu_fwd, x), lambda g: (flat_apply(K.gelu_bwd, g, x),)
 
 
 @primitive(name="nn.functional.gelu")
 def _gelu_tanh(x):
-    return _flat(K.gelu_tanh_fwd, x), lambda g: (_flat(K.gelu_tanh_bwd, g, x),)
+    return flat_apply(K.gelu_tanh_fwd, x), lambda g: (flat_apply(K.gelu_tanh_bwd, g, x),)
 
 
 def relu(x):
