@@ -9,12 +9,13 @@ the parameters (``lucid.value_and_grad(..., has_aux=True)``, as in
 ``lucid.training.make_train_step``) and *no* optimizer update, matching the PyTorch
 side (``loss.backward()`` without ``optimizer.step()``).
 
-Nothing here imports lucid (or torch) at module level: asv imports every module of
-this folder while discovering benchmarks.
+Nothing here imports lucid, torch or even NumPy at module level: asv imports every
+module of this folder while discovering benchmarks, a PyTorch-only child process of
+``compare_torch.py`` must not load lucid, and a lucid process must import lucid
+*before* NumPy (lucid sets BLAS threading variables that NumPy reads when it loads;
+measured: a ConvNeXt-T training step ~20% slower when NumPy came first).
 """
 from __future__ import annotations
-
-import numpy as np
 
 __all__ = ["GMACS", "MODELS", "IMAGE_SIZE", "NUM_CLASSES", "TRAIN_FLOP_FACTOR", "make_batch",
            "build_model", "forward_fn", "train_step_fn", "gflop", "COLD_START_LUCID",
@@ -43,6 +44,7 @@ def gflop(model: str, batch: int, train: bool = False) -> float:
 
 def make_batch(batch: int, seed: int = 0, size: int = IMAGE_SIZE):
     """A float32 NCHW image batch and int64 labels, the same for lucid and PyTorch."""
+    import numpy as np
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
     y = rng.integers(0, NUM_CLASSES, size=batch).astype(np.int64)
@@ -89,9 +91,9 @@ def train_step_fn(model):
 # batch 1. They read the thread count from the environment (LUCID_NUM_THREADS /
 # OMP_NUM_THREADS) that their caller sets.
 COLD_START_LUCID = """
-import numpy as np
 import lucid
 import lucid.models
+import numpy as np
 model = lucid.models.create_model("convnext_tiny", num_classes=1000)
 x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
 logits = np.asarray(model.apply(model.params, x))
@@ -114,10 +116,10 @@ assert tuple(logits.shape) == (1, 1000)
 # backward, at batch 2 and 224x224 like a user's first run (the arithmetic itself takes
 # well under a second of the total).
 COMPILE_LUCID = """
-import numpy as np
 import lucid
 import lucid.models
 import lucid.nn.functional as F
+import numpy as np
 model = lucid.models.create_model("convnext_tiny", num_classes=1000)
 rng = np.random.default_rng(0)
 x = rng.standard_normal((2, 3, 224, 224), dtype=np.float32)

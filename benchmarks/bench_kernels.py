@@ -12,6 +12,7 @@ An operation that does not exist in this version of lucid is skipped.
 """
 from __future__ import annotations
 
+import lucid  # noqa: F401  (before NumPy: see benchmarks/__init__.py)
 import numpy as np
 
 N, H, W, C = 16, 56, 56, 96
@@ -105,7 +106,6 @@ def prepare(name):
     """``(forward, backward)`` zero-argument callables for case ``name``, both already run once."""
     if name in _cache:
         return _cache[name]
-    import lucid
     fn, arrays = _case_arrays(name)
     forward = lambda: fn(*arrays)  # noqa: E731
     out = forward()

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 
+import lucid  # noqa: F401  (before NumPy: see benchmarks/__init__.py)
+
 from . import COLD_START_LUCID, COMPILE_LUCID, MODELS, build_model, forward_fn, make_batch, \
     train_step_fn
 

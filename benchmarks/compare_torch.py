@@ -16,11 +16,11 @@ its figure. Both libraries get ``--threads`` threads (``lucid.set_num_threads`` 
 ``torch.set_num_threads``; the BLAS/OpenMP variables are set to the same number before
 NumPy loads, since lucid controls BLAS threads only when threadpoolctl is installed).
 Numba's threading layer defaults to ``workqueue`` here: with PyTorch's own OpenMP
-runtime loaded in the same process, Numba's ``omp`` layer made lucid's ConvNeXt-T
-batch-1 forward ~6x slower (68 -> 455 ms, just from ``import torch``), while
-``workqueue`` costs lucid ~3% against ``omp`` alone (``--numba-layer`` changes it).
-The fresh processes (memory, cold start, compile) run one library each and keep the
-user's layer.
+runtime loaded in the same process, lucid's ConvNeXt-T forward measured ~85 / 670 ms
+(batch 1 / 16) on ``workqueue`` against ~100 / 800 ms on Numba's ``omp`` layer (and
+71 / 660 ms on ``omp`` in a process without torch); ``--numba-layer`` changes it. The
+fresh processes (memory, cold start, compile) run one library each and keep the user's
+layer. lucid is imported before NumPy, as its own CLI does (see benchmarks/__init__.py).
 Everything is float32 at 224x224.
 
 Metrics: forward at ``--batch`` (eval mode); training step at ``--batch`` (forward +
@@ -475,11 +475,11 @@ def main(argv=None) -> int:
         return child_memory(impl, model, int(batch), args.threads)
     if args.numba_layer != "default":  # before Numba loads; only for this shared process
         os.environ["NUMBA_THREADING_LAYER"] = args.numba_layer
+    import lucid  # before NumPy: see benchmarks/__init__.py
     from benchmarks import GMACS
     unknown = [m for m in args.models if m not in GMACS]
     if unknown:
         raise SystemExit(f"compare_torch: unknown model(s) {unknown}; known: {sorted(GMACS)}")
-    import lucid
     lucid.set_num_threads(args.threads)
     torch_ok = not args.no_torch and torch_available()
     if torch_ok:
