@@ -2,7 +2,8 @@
 
 This module holds what the asv suite, ``compare_torch.py`` and ``profile_lucid.py``
 share, so that every tool measures the same thing: the models and their GMACs, the
-input batch, the forward and the training step, and the cold-start programs.
+input batch, the forward and the training step, the cold-start programs, and a gauge
+of how busy the machine was (:class:`OtherLoad`).
 
 The training step is forward + ``F.cross_entropy`` + backward with gradients w.r.t.
 the parameters (``lucid.value_and_grad(..., has_aux=True)``, as in
@@ -17,9 +18,12 @@ measured: a ConvNeXt-T training step ~20% slower when NumPy came first).
 """
 from __future__ import annotations
 
-__all__ = ["GMACS", "MODELS", "IMAGE_SIZE", "NUM_CLASSES", "TRAIN_FLOP_FACTOR", "make_batch",
-           "build_model", "forward_fn", "train_step_fn", "gflop", "COLD_START_LUCID",
-           "COLD_START_TORCH", "COMPILE_LUCID"]
+import os
+import time
+
+__all__ = ["GMACS", "MODELS", "IMAGE_SIZE", "NUM_CLASSES", "TRAIN_FLOP_FACTOR", "gflop",
+           "make_batch", "build_model", "forward_fn", "train_step_fn", "COLD_START_LUCID",
+           "COLD_START_TORCH", "COMPILE_LUCID", "OtherLoad"]
 
 # GMACs per 224x224 image (convs + matmuls; timm 1.0.31 FlopCounterMode / 2), from
 # /work/shared/reference/timm_architecture.md section 5.
@@ -130,3 +134,32 @@ def loss_fn(p, x, y):
     return F.cross_entropy(logits, y)
 lucid.value_and_grad(loss_fn)(model.params, x, y)
 """
+
+
+class OtherLoad:
+    """The share of the machine's CPU time that processes other than ours used since start.
+
+    Read from /proc/stat (steal included) minus this process and its waited-for children;
+    anything well above 0 means the figures were taken on a busy machine.
+    """
+
+    def __init__(self):
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot():
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+        except OSError:
+            return None
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+        t = os.times()
+        return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
+
+    def share(self):
+        end = self._snapshot()
+        if end is None or self._start is None:
+            return None
+        (t0, busy0, own0), (t1, busy1, own1) = self._start, end
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / ((t1 - t0) * os.cpu_count()))

@@ -296,35 +296,6 @@ def measure_compile(args) -> dict:
             "samples": {"lucid": [wall]}, "lucid": wall, "ratio": wall}
 
 
-class OtherLoad:
-    """The share of the machine's CPU time that processes other than ours used since start.
-
-    Read from /proc/stat (steal included) minus this process and its waited-for children;
-    anything well above 0 means the figures were taken on a busy machine.
-    """
-
-    def __init__(self):
-        self._start = self._snapshot()
-
-    @staticmethod
-    def _snapshot():
-        try:
-            with open("/proc/stat") as f:
-                ticks = [int(v) for v in f.readline().split()[1:9]]
-        except OSError:
-            return None
-        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
-        t = os.times()
-        return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
-
-    def share(self):
-        end = self._snapshot()
-        if end is None or self._start is None:
-            return None
-        (t0, busy0, own0), (t1, busy1, own1) = self._start, end
-        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / ((t1 - t0) * os.cpu_count()))
-
-
 def _jobs(args, torch_ok, script):
     """(label, zero-argument measurement) in the order of the issue's table."""
     for metric in ("forward", "train", "latency"):
@@ -343,6 +314,7 @@ def _jobs(args, torch_ok, script):
 
 def run_all(args, torch_ok: bool, script: str) -> dict:
     """Every requested metric, each with the other processes' CPU share while it ran."""
+    from benchmarks import OtherLoad
     rows, whole_run = [], OtherLoad()
     for label, measure in _jobs(args, torch_ok, script):
         print(f"... {label}", file=sys.stderr, flush=True)

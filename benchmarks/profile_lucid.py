@@ -93,7 +93,8 @@ def _table(stats, repeats, step_s, by_shape, top):
         rows[key][0] += n
         rows[key][1] += s
     ranked = sorted(rows.items(), key=lambda kv: -kv[1][1])[:top]
-    lines = [f"{'ms/step':>9} {'%':>6} {'calls':>6}  dir  op{'  [input shapes]' if by_shape else ''}"]
+    shapes_head = "  [input shapes]" if by_shape else ""
+    lines = [f"{'ms/step':>9} {'%':>6} {'calls':>6}  dir  op{shapes_head}"]
     for (direction, op, shapes), (n, s) in ranked:
         ms = 1e3 * s / repeats
         lines.append(f"{ms:9.1f} {100 * s / repeats / step_s:6.1f} {n // repeats:6d}  "
@@ -104,17 +105,22 @@ def _table(stats, repeats, step_s, by_shape, top):
 def profile(call, label, args, timer):
     for _ in range(args.warmup):
         call()
+    from benchmarks import OtherLoad
     timer.stats.clear()
     timer.enabled = True
+    load = OtherLoad()
     t0 = time.perf_counter()
     for _ in range(args.repeats):
         call()
     step_s = (time.perf_counter() - t0) / args.repeats
     timer.enabled = False
+    others = load.share()
     inside = sum(s for _, s in timer.stats.values()) / args.repeats
     print(f"\n=== {label}: {1e3 * step_s:.1f} ms per call (instrumented, mean of "
           f"{args.repeats}); primitives {1e3 * inside:.1f} ms, outside primitives "
-          f"{1e3 * (step_s - inside):.1f} ms ({100 * (step_s - inside) / step_s:.1f}%)")
+          f"{1e3 * (step_s - inside):.1f} ms ({100 * (step_s - inside) / step_s:.1f}%); "
+          f"other processes used {'?' if others is None else f'{100 * others:.0f}%'} "
+          "of the machine meanwhile")
     for direction in ("fwd", "bwd"):
         s = sum(v[1] for k, v in timer.stats.items() if k[0] == direction) / args.repeats
         print(f"    {direction}: {1e3 * s:.1f} ms")
