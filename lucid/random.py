@@ -6,10 +6,12 @@ A key is a ``uint32`` array of shape ``(2,)``. Keys are split, never reused:
     >>> k1, k2 = lucid.random.split(key)
     >>> w = lucid.random.normal(k1, (3, 3))
 
-Bits come from NumPy's Philox counter-based generator through ``random_raw``, whose
-stream is fixed by NumPy's compatibility policy for bit generators; every
-transformation to floats is done here, so results are identical across runs,
-platforms and NumPy versions.
+Bits come from NumPy's Philox counter-based generator, whose stream is fixed by NumPy's
+compatibility policy for bit generators; every transformation to floats is done here, so
+uniforms are identical across runs, platforms and NumPy versions. Normals go through the
+platform's vectorised log/sin/cos and can differ in the last bit between CPUs. float32
+draws are computed in float32 (24-bit uniforms, 5x faster than float64), float64 draws
+in float64 (53-bit uniforms).
 """
 from __future__ import annotations
 
@@ -48,8 +50,12 @@ def _check_key(k, fn: str) -> int:
 
 
 def _raw(k64: int, domain: int, data: int, n: int) -> np.ndarray:
+    """n raw 64-bit Philox words. Generator.integers over the full uint64 range returns the
+    bit generator's words unchanged (the same as ``random_raw``), ~5x faster."""
     gen = np.random.Philox(key=np.array([k64, (domain << 32) | data], dtype=np.uint64))
-    return gen.random_raw(n).astype(np.uint64) if n else np.zeros(0, np.uint64)
+    if not n:
+        return np.zeros(0, np.uint64)
+    return np.random.Generator(gen).integers(0, 1 << 64, size=n, dtype=np.uint64)
 
 
 def _as_key(word) -> np.ndarray:
@@ -115,21 +121,43 @@ def uniform(k, shape=(), dtype=np.float32, minval=0.0, maxval=1.0) -> np.ndarray
     return (minval + (maxval - minval) * u).astype(dt)
 
 
-def _standard_normal(k, shape, fn) -> np.ndarray:
+def _unit32(k, n: int, fn) -> np.ndarray:
+    """n float32 uniforms in [0, 1) with 24 random bits each, two per 64-bit Philox word."""
+    raw = _raw(_check_key(k, fn), _DOMAIN_BITS, 0, (n + 1) // 2)
+    words = raw.astype("<u8", copy=False).view("<u4")[:n]  # same halves on any byte order
+    u = (words >> np.uint32(8)).astype(np.float32)
+    u *= np.float32(1.0 / (1 << 24))
+    return u
+
+
+def _standard_normal(k, shape, fn, dtype=np.float64) -> np.ndarray:
+    """Box-Muller in the requested precision: float32 draws cost a fifth of float64's
+    (24-bit uniforms, so float32 tails end at 5.8 sigma, like JAX's float32 normals)."""
     shape = _shape(shape, fn)
     n = int(np.prod(shape, dtype=np.int64))
     m = (n + 1) // 2
-    u = _unit(k, (2 * m,), fn)
-    u1, u2 = 1.0 - u[:m], u[m:]          # u1 in (0, 1]: log is finite
-    r = np.sqrt(-2.0 * np.log(u1))
-    z = np.concatenate([r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)])
+    if np.dtype(dtype) == np.float32:
+        u = _unit32(k, 2 * m, fn)
+    else:
+        u = _unit(k, (2 * m,), fn)
+    u1, u2 = u[:m], u[m:]
+    np.subtract(1, u1, out=u1)           # u1 in (0, 1]: log is finite
+    r = np.log(u1, out=u1)
+    r *= -2
+    np.sqrt(r, out=r)
+    u2 *= 2 * np.pi
+    z = np.empty(2 * m, u.dtype)
+    np.cos(u2, out=z[:m])
+    np.sin(u2, out=z[m:])
+    z[:m] *= r
+    z[m:] *= r
     return z[:n].reshape(shape)
 
 
 def normal(k, shape=(), dtype=np.float32) -> np.ndarray:
-    """Standard normal samples (Box-Muller over Philox bits)."""
+    """Standard normal samples (Box-Muller over Philox bits, computed in ``dtype``)."""
     dt = _dtype(dtype, "normal")
-    return _standard_normal(k, shape, "normal").astype(dt)
+    return _standard_normal(k, shape, "normal", dt)
 
 
 def truncated_normal(k, lower=-2.0, upper=2.0, shape=(), dtype=np.float32) -> np.ndarray:
@@ -142,7 +170,7 @@ def truncated_normal(k, lower=-2.0, upper=2.0, shape=(), dtype=np.float32) -> np
     if not lower < upper:
         raise ValueError(f"lucid.random.truncated_normal: need lower < upper, got {lower}, {upper}")
     shape = _shape(shape, "truncated_normal")
-    z = _standard_normal(k, shape, "truncated_normal").ravel()
+    z = _standard_normal(k, shape, "truncated_normal", dt).ravel()
     bad = (z < lower) | (z > upper)
     round_ = 0
     while bad.any():
@@ -150,10 +178,10 @@ def truncated_normal(k, lower=-2.0, upper=2.0, shape=(), dtype=np.float32) -> np
         if round_ > 1000:
             raise ValueError("lucid.random.truncated_normal: bounds reject almost every sample; "
                              f"got lower={lower}, upper={upper}")
-        fresh = _standard_normal(fold_in(k, round_), (int(bad.sum()),), "truncated_normal")
+        fresh = _standard_normal(fold_in(k, round_), (int(bad.sum()),), "truncated_normal", dt)
         z[bad] = fresh
         bad = (z < lower) | (z > upper)
-    return z.reshape(shape).astype(dt)
+    return z.reshape(shape)
 
 
 def bernoulli(k, p=0.5, shape=()) -> np.ndarray:

@@ -281,9 +281,9 @@ def test_space_to_depth_kernels(shape, k, dtype):
     (N, H, W, C), (kh, kw) = shape, k
     Ho, Wo = H // kh, W // kw
     x = _nhwc(N, H, W, C, dtype)
-    cols = np.empty((N * Ho * Wo, kh * kw * C), dtype)
+    cols = np.empty((N * Ho * Wo, C * kh * kw), dtype)
     K.space_to_depth(x, kh, kw, Ho, Wo, cols)
-    ref = x[:, :Ho * kh, :Wo * kw].reshape(N, Ho, kh, Wo, kw, C).transpose(0, 1, 3, 2, 4, 5)
+    ref = x[:, :Ho * kh, :Wo * kw].reshape(N, Ho, kh, Wo, kw, C).transpose(0, 1, 3, 5, 2, 4)
     np.testing.assert_array_equal(cols, ref.reshape(cols.shape))
     back = np.full_like(x, np.nan)
     K.depth_to_space(cols, kh, kw, Ho, Wo, back)

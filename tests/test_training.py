@@ -31,7 +31,7 @@ def test_training_lowers_the_loss(tmp_path):
     run = Run.start(cfg, out=str(tmp_path), quiet=True)
     x, y = next(iter(lucid.data.batches(run.train_set, 32, shuffle=False)))
     before = float(lucid.nn.functional.cross_entropy(run.model.apply(run.ts.params, x), y))
-    for _ in range(12):
+    for _ in range(24):  # overfit one batch; the speed of the fall depends on the init
         run.ts, loss, _ = run.train_step(run.ts, x, y, lucid.random.key(run.ts.step))
     after = float(lucid.nn.functional.cross_entropy(run.model.apply(run.ts.params, x), y))
     assert after < 0.5 * before, (before, after)

@@ -187,9 +187,10 @@ def depthwise_bwd_w(g, x, sh, sw, pt, pl, gw, gb):
 
 @pjit
 def space_to_depth(x, kh, kw, Ho, Wo, cols):
-    """Non-overlapping kh x kw patches: x (N, H, W, C) -> cols (N*Ho*Wo, kh*kw*C).
+    """Non-overlapping kh x kw patches: x (N, H, W, C) -> cols (N*Ho*Wo, C*kh*kw).
 
-    Row m = (n, oh, ow) holds x[n, oh*kh + i, ow*kw + j, c] at column (i*kw + j)*C + c;
+    Row m = (n, oh, ow) holds x[n, oh*kh + i, ow*kw + j, c] at column (c*kh + i)*kw + j,
+    the order of an OIHW weight's flattened (C, kh, kw), so the weight needs no copy;
     trailing rows/columns that do not fill a patch are skipped.
     """
     N, C = x.shape[0], x.shape[3]
@@ -200,14 +201,15 @@ def space_to_depth(x, kh, kw, Ho, Wo, cols):
             for i in range(kh):
                 src = x[n, oh * kh + i]
                 for j in range(kw):
-                    base = (i * kw + j) * C
+                    pix = src[ow * kw + j]
+                    off = i * kw + j
                     for c in range(C):
-                        dst[base + c] = src[ow * kw + j, c]
+                        dst[c * kh * kw + off] = pix[c]
 
 
 @pjit
 def depth_to_space(cols, kh, kw, Ho, Wo, gx):
-    """The transpose of space_to_depth: cols (N*Ho*Wo, kh*kw*C) -> gx (N, H, W, C).
+    """The transpose of space_to_depth: cols (N*Ho*Wo, C*kh*kw) -> gx (N, H, W, C).
 
     Input pixels that no patch covers get zero.
     """
@@ -219,9 +221,9 @@ def depth_to_space(cols, kh, kw, Ho, Wo, gx):
             ow, j = iw // kw, iw % kw
             if oh < Ho and ow < Wo:
                 src = cols[(n * Ho + oh) * Wo + ow]
-                base = (i * kw + j) * C
+                off = i * kw + j
                 for c in range(C):
-                    gx[n, ih, iw, c] = src[base + c]
+                    gx[n, ih, iw, c] = src[c * kh * kw + off]
             else:
                 for c in range(C):
                     gx[n, ih, iw, c] = 0.0

@@ -87,22 +87,26 @@ def _pointwise(x, w, b, geo):
 # ----------------------------------------------------------------------------- patchify
 
 def _patchify(x, w, b, geo):
-    """kernel == stride, unpadded, groups 1: space-to-depth, then one GEMM."""
+    """kernel == stride, unpadded, groups 1: space-to-depth, then one GEMM.
+
+    The patch columns are ordered (c, i, j) like OIHW's trailing axes, so the weight is
+    used as the (O, C*kh*kw) view it already is: no per-call weight copy.
+    """
     N, _, _, C = x.shape
     O = w.shape[0]
-    cols = np.empty((N * geo.Ho * geo.Wo, geo.kh * geo.kw * C), x.dtype)
+    cols = np.empty((N * geo.Ho * geo.Wo, C * geo.kh * geo.kw), x.dtype)
     K.space_to_depth(x, geo.kh, geo.kw, geo.Ho, geo.Wo, cols)
-    wmat = _weight_matrix(w, 1)[0]
+    w2 = w.reshape(O, -1)
     out = np.empty((N, geo.Ho, geo.Wo, O), x.dtype)
-    np.matmul(cols, wmat, out=out.reshape(-1, O))
+    np.matmul(cols, w2.T, out=out.reshape(-1, O))
     if b is not None:
         K.bias_add(out.reshape(-1, O), b)
 
     def backward(g):
         g2 = g.reshape(-1, O)
-        gw = _weight_from_matrix(np.matmul(cols.T, g2)[None], w.shape)
+        gw = np.matmul(g2.T, cols).reshape(w.shape)
         gx = np.empty_like(x)
-        K.depth_to_space(np.matmul(g2, wmat.T), geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
+        K.depth_to_space(np.matmul(g2, w2), geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
         return gx, gw, _bias_grad(g2, b)
 
     return out, backward

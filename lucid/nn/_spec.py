@@ -48,8 +48,9 @@ class ParamSpec:
         dt = np.dtype(self.dtype or dtype)
         if self.init == "trunc_normal":
             std = self.value
-            z = _random.truncated_normal(key, -2.0 / std, 2.0 / std, self.shape, np.float64)
-            return np.ascontiguousarray(z * std, dtype=dt)
+            z = _random.truncated_normal(key, -2.0 / std, 2.0 / std, self.shape, dt)
+            z *= dt.type(std)
+            return z
         fill = {"zeros": 0.0, "ones": 1.0, "full": self.value}[self.init]
         return np.full(self.shape, fill, dtype=dt)
 
