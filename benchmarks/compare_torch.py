@@ -11,16 +11,17 @@ Every timed metric alternates lucid and PyTorch call by call (rotating who goes 
 after ``--warmup`` untimed calls each (and, for calls under 0.5 s, one untimed call
 right before each timed one), and reports the median of ``--repeats`` calls
 (``--stat min``: the fastest, which resists other processes' load on a shared machine).
+Each library runs in its own persistent worker process, which the parent drives turn by
+turn, so both run on the same machine at the same moments, with the same thread count,
+yet each with its own runtime defaults: in one shared process the two OpenMP runtimes'
+settings cannot both be right -- lucid's short OpenMP spin (GOMP_SPINCOUNT, see
+lucid/__init__.py) slowed PyTorch's ConvNeXt-T batch-1 forward from 43 to 58 ms, and
+PyTorch's default long spin slowed lucid's from 61 to 97 ms.
 PyTorch runs both its contiguous (NCHW) and channels_last (NHWC) layouts; the faster is
 its figure. Both libraries get ``--threads`` threads (``lucid.set_num_threads`` and
 ``torch.set_num_threads``; the BLAS/OpenMP variables are set to the same number before
 NumPy loads, since lucid controls BLAS threads only when threadpoolctl is installed).
-Numba's threading layer defaults to ``workqueue`` here: with PyTorch's own OpenMP
-runtime loaded in the same process, lucid's ConvNeXt-T forward measured ~85 / 670 ms
-(batch 1 / 16) on ``workqueue`` against ~100 / 800 ms on Numba's ``omp`` layer (and
-71 / 660 ms on ``omp`` in a process without torch); ``--numba-layer`` changes it. The
-fresh processes (memory, cold start, compile) run one library each and keep the user's
-layer. lucid is imported before NumPy, as its own CLI does (see benchmarks/__init__.py).
+lucid is imported before NumPy, as its own CLI does (see benchmarks/__init__.py).
 Everything is float32 at 224x224.
 
 Metrics: forward at ``--batch`` (eval mode); training step at ``--batch`` (forward +
@@ -66,7 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
     p.add_argument("--only", default=",".join(METRICS), help="subset of: %(default)s")
     p.add_argument("--numba-layer", choices=("workqueue", "omp", "tbb", "default"),
-                   default="workqueue", help="NUMBA_THREADING_LAYER (default: %(default)s)")
+                   default="default",
+                   help="NUMBA_THREADING_LAYER of lucid's processes (default: Numba's choice)")
     p.add_argument("--stat", choices=("median", "min"), default="median",
                    help="summary of the timed calls (default: median)")
     p.add_argument("--quick", action="store_true",
@@ -74,6 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--no-torch", action="store_true", help="measure lucid alone")
     p.add_argument("--json", metavar="PATH", help="also write all samples to this JSON file")
     p.add_argument("--child-memory", nargs=3, metavar=("IMPL", "MODEL", "BATCH"),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--child-worker", nargs=4, metavar=("IMPL", "METRIC", "MODEL", "BATCH"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
@@ -89,16 +93,16 @@ def parse_args(argv=None):
     return args
 
 
-_USER_NUMBA_LAYER = os.environ.get("NUMBA_THREADING_LAYER")
+_USER_ENV = dict(os.environ)  # before lucid's import adds its thread settings
 
 
-def thread_env(n: int) -> dict:
-    """The environment for fresh processes: ``n`` threads for lucid (Numba + BLAS) and
-    PyTorch (OpenMP), and the user's own Numba threading layer (a child runs one library)."""
-    env = dict(os.environ)
-    env.pop("NUMBA_THREADING_LAYER", None)
-    if _USER_NUMBA_LAYER is not None:
-        env["NUMBA_THREADING_LAYER"] = _USER_NUMBA_LAYER
+def thread_env(n: int, numba_layer: str = "default") -> dict:
+    """The environment for child processes: ``n`` threads for lucid (Numba + BLAS) and
+    PyTorch (OpenMP), the user's own environment otherwise (not the variables lucid's
+    import sets in this process: each child's library sets its own)."""
+    env = dict(_USER_ENV)
+    if numba_layer != "default":
+        env["NUMBA_THREADING_LAYER"] = numba_layer
     for var in ("LUCID_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MKL_NUM_THREADS"):
         env[var] = str(n)
@@ -153,29 +157,73 @@ def torch_call(model: str, batch: int, train: bool, layout: str):
     return forward
 
 
+class Worker:
+    """A child process holding one library's call (``--child-worker``), driven over pipes:
+    ``run`` makes one untimed call, ``time`` one timed call whose seconds it answers."""
+
+    def __init__(self, script, impl, metric, model, batch, env):
+        self.impl = impl
+        self.proc = subprocess.Popen(
+            [sys.executable, script, "--child-worker", impl, metric, model, str(batch)],
+            env=env, cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._expect("ready")
+
+    def _expect(self, word):
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith(word):
+            self.close()
+            raise RuntimeError(f"worker {self.impl} failed (said {line!r}); see its stderr")
+        return line
+
+    def __call__(self, timed=False):
+        self.proc.stdin.write("time\n" if timed else "run\n")
+        self.proc.stdin.flush()
+        return float(self._expect("ok").split()[1])
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+def child_worker(impl, metric, model, batch, threads) -> int:
+    """(In the worker process.) Build the call, then serve ``run``/``time`` lines."""
+    if impl == "lucid":
+        import lucid
+        lucid.set_num_threads(threads)
+        call = lucid_call(model, batch, metric == "train")
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        call = torch_call(model, batch, metric == "train", impl.split("_", 1)[1])
+    print("ready", flush=True)
+    for line in sys.stdin:
+        gc.collect()
+        t0 = time.perf_counter()
+        call()
+        print(f"ok {time.perf_counter() - t0!r}", flush=True)
+    return 0
+
+
 def alternate(calls: dict, repeats: int, warmup: int) -> dict:
     """Seconds of each call, ``repeats`` times, interleaved call by call after warm-up.
 
-    A call shorter than ``PRIME_BELOW_S`` is preceded by one untimed call of the same
-    library, so that its worker threads and caches are as hot as in a loop of its own
-    rather than cooled down by the other library's turn.
+    ``calls`` maps a name to a :class:`Worker`. A call shorter than ``PRIME_BELOW_S`` is
+    preceded by one untimed call of the same library, so that its worker threads and
+    caches are as hot as in a loop of its own rather than cooled down by the other
+    library's turn.
     """
     short = {}
     for name, call in calls.items():
         for _ in range(max(warmup, 1)):
-            t0 = time.perf_counter()
-            call()
-            short[name] = time.perf_counter() - t0 < PRIME_BELOW_S
+            short[name] = call(timed=True) < PRIME_BELOW_S
     names, samples = list(calls), {name: [] for name in calls}
     for r in range(repeats):
         k = r % len(names)  # rotate who goes first, so no one always follows the other
         for name in names[k:] + names[:k]:
-            gc.collect()
             if short[name]:
                 calls[name]()
-            t0 = time.perf_counter()
-            calls[name]()
-            samples[name].append(time.perf_counter() - t0)
+            samples[name].append(calls[name](timed=True))
     return samples
 
 
@@ -190,12 +238,17 @@ def measure_speed(metric: str, model: str, args, torch_ok: bool) -> dict:
     from benchmarks import gflop
     batch = 1 if metric == "latency" else args.batch
     train = metric == "train"
-    calls = {"lucid": lucid_call(model, batch, train)}
-    if torch_ok:
-        for layout in LAYOUTS:
-            calls[f"torch_{layout}"] = torch_call(model, batch, train, layout)
-    repeats = max(args.repeats, 10) if metric == "latency" else args.repeats
-    samples = alternate(calls, repeats, args.warmup)
+    impls = ["lucid"] + ([f"torch_{layout}" for layout in LAYOUTS] if torch_ok else [])
+    calls = {}
+    try:
+        for impl in impls:
+            env = thread_env(args.threads, args.numba_layer if impl == "lucid" else "default")
+            calls[impl] = Worker(args.script, impl, metric, model, batch, env)
+        repeats = max(args.repeats, 10) if metric == "latency" else args.repeats
+        samples = alternate(calls, repeats, args.warmup)
+    finally:
+        for worker in calls.values():
+            worker.close()
     med = {name: _summary(s, args.stat) for name, s in samples.items()}
     row = {"metric": metric, "model": model, "batch": batch, "unit": "s", "samples": samples,
            "lucid": med["lucid"], "gflop": gflop(model, batch, train)}
@@ -222,8 +275,8 @@ def measure_memory(model: str, args, torch_ok: bool, script: str) -> dict:
     impls = ["lucid"] + ([f"torch_{lay}" for lay in LAYOUTS] if torch_ok else [])
     peaks = {}
     for impl in impls:
-        _, out = run_child([script, "--child-memory", impl, model, str(args.batch)],
-                           thread_env(args.threads))
+        env = thread_env(args.threads, args.numba_layer if impl == "lucid" else "default")
+        _, out = run_child([script, "--child-memory", impl, model, str(args.batch)], env)
         peaks[impl] = json.loads(out.strip().splitlines()[-1])
     row = {"metric": "memory", "model": model, "batch": args.batch, "unit": "MiB",
            "samples": peaks, "lucid": peaks["lucid"]["peak_mib"]}
@@ -322,18 +375,18 @@ def run_all(args, torch_ok: bool, script: str) -> dict:
         row = measure()
         row["other_load"] = load.share()
         rows.append(row)
-    machine = machine_info(torch_ok, args.threads)
+    machine = machine_info(torch_ok, args.threads, args.numba_layer)
     machine["other_load"] = whole_run.share()
     return {"machine": machine, "rows": rows,
-            "settings": {k: v for k, v in vars(args).items() if k != "child_memory"}}
+            "settings": {k: v for k, v in vars(args).items() if not k.startswith("child_")}}
 
 
-def machine_info(torch_ok: bool, threads: int) -> dict:
+def machine_info(torch_ok: bool, threads: int, numba_layer: str) -> dict:
     import numba
     import numpy
     info = {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "threads": threads,
             "python": platform.python_version(), "numpy": numpy.__version__,
-            "numba": numba.__version__, "numba_threading_layer": _numba_layer()}
+            "numba": numba.__version__, "numba_threading_layer": _numba_layer(numba_layer)}
     if torch_ok:
         import timm
         import torch
@@ -353,12 +406,18 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _numba_layer() -> str:
-    import numba
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run in this process
-        return "not initialised"
+def _numba_layer(requested: str) -> str:
+    """The layer lucid's workers run on: the requested one, or Numba's default choice."""
+    if requested != "default":
+        return requested
+    import importlib
+    for layer in ("tbb", "omp"):  # Numba's default order of preference, then workqueue
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}pool")
+            return f"{layer} (Numba's default)"
+        except ImportError:
+            continue
+    return "workqueue (Numba's default)"
 
 
 # ----------------------------------------------------------------------------- report
@@ -445,22 +504,21 @@ def main(argv=None) -> int:
     if args.child_memory:
         impl, model, batch = args.child_memory
         return child_memory(impl, model, int(batch), args.threads)
-    if args.numba_layer != "default":  # before Numba loads; only for this shared process
-        os.environ["NUMBA_THREADING_LAYER"] = args.numba_layer
+    if args.child_worker:
+        impl, metric, model, batch = args.child_worker
+        return child_worker(impl, metric, model, int(batch), args.threads)
     import lucid  # before NumPy: see benchmarks/__init__.py
     from benchmarks import GMACS
     unknown = [m for m in args.models if m not in GMACS]
     if unknown:
         raise SystemExit(f"compare_torch: unknown model(s) {unknown}; known: {sorted(GMACS)}")
     lucid.set_num_threads(args.threads)
+    args.script = os.path.abspath(__file__)
     torch_ok = not args.no_torch and torch_available()
-    if torch_ok:
-        import torch
-        torch.set_num_threads(args.threads)
-    else:
+    if not torch_ok:
         print("PyTorch and/or timm are not importable here (or --no-torch was given): "
               "printing lucid's figures alone.\n", flush=True)
-    report = run_all(args, torch_ok, os.path.abspath(__file__))
+    report = run_all(args, torch_ok, args.script)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

@@ -10,6 +10,12 @@ import os as _os
 # threads for the cores (measured ~20% on batch-16 ConvNeXt-T); it reads this only when
 # numpy loads it, so it helps when lucid is imported before numpy (as the CLI does).
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# The same for OpenMP pools (Numba's, and any other library's libgomp, e.g. PyTorch's,
+# which reads it when it loads): with torch imported after lucid, lucid's ConvNeXt-T
+# batch-1 forward measured 64 ms with a short spin against 97 ms with libgomp's default.
+# kernels/cpu/_common.py sets it too, for direct kernel users; a user's setting wins.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 from . import io, numpy, random, tree  # noqa: E402
 from . import nn, models, optim, data, metrics  # noqa: E402
