@@ -42,6 +42,8 @@ def _pads(padding, kh, kw):
 # name: (C_in, C_out, groups, (kh, kw), stride, padding, (H, W), expected path)
 CASES = {
     "dw7x7_same": (8, 8, 8, (7, 7), 1, "same", (9, 10), "depthwise"),
+    "dw7x7_wide": (4, 4, 4, (7, 7), 1, 3, (6, 21), "depthwise"),
+    "dw7x7_asym": (3, 3, 3, (7, 7), 1, ((1, 5), (4, 2)), (5, 16), "depthwise"),
     "dw3x3_p1": (5, 5, 5, (3, 3), 1, 1, (6, 7), "depthwise"),
     "dw1x11": (4, 4, 4, (1, 11), 1, (0, 5), (5, 12), "depthwise"),
     "dw11x1": (4, 4, 4, (11, 1), 1, (5, 0), (12, 5), "depthwise"),
@@ -106,7 +108,8 @@ def test_matches_oracle(case, dtype, data_format, n):
     assert rel_err(out, ref) < (2e-6 if dtype == np.float32 else 1e-13)
 
 
-@pytest.mark.parametrize("case", ["dw7x7_same", "dw5x4_s3_asym", "pw1x1", "patch2x2s2_odd",
+@pytest.mark.parametrize("case", ["dw7x7_same", "dw7x7_wide", "dw7x7_asym", "dw3x3_asym",
+                                  "dw4x4_same_even", "dw5x4_s3_asym", "pw1x1", "patch2x2s2_odd",
                                   "gen3x3_g2_s2", "gen5x3_g1_s3_asym", "gen_dw_multiplier"])
 @pytest.mark.parametrize("argnum", [0, 1, 2])
 def test_vjp(case, argnum):
@@ -216,6 +219,10 @@ def _patches(x, kh, kw, sh, sw, pt, pb, pl, pr, Ho, Wo):
 
 
 KGEOM = [  # (N, H, W, C, kh, kw, sh, sw, pt, pb, pl, pr)
+    (1, 6, 23, 5, 7, 7, 1, 1, 3, 3, 3, 3),   # 7-wide stride-1 rows: 4-output blocks + tails
+    (2, 5, 17, 3, 7, 7, 1, 1, 2, 4, 2, 4),   # ... with asymmetric padding
+    (1, 4, 5, 2, 7, 7, 1, 1, 3, 3, 3, 3),    # ... rows narrower than the kernel
+    (1, 8, 12, 3, 5, 7, 1, 1, 0, 0, 0, 0),   # ... unpadded
     (2, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1),
     (1, 9, 8, 3, 7, 7, 1, 1, 3, 3, 3, 3),
     (2, 8, 9, 4, 3, 2, 2, 3, 0, 2, 1, 0),

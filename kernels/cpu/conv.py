@@ -82,6 +82,100 @@ def _taps4(s0, s1, s2, s3, w0, w1, w2, w3, dst, sw, pl, scatter):
                 d[c] = d[c] + x0[c] * a0[c] + x1[c] * a1[c] + x2[c] * a2[c] + x3[c] * a3[c]
 
 
+# Stride-1, 7-wide depthwise rows (ConvNeXt's 7x7): four adjacent outputs per pass share
+# the ten input pixels their taps read, so each pass loads 10 inputs and 7 weights and
+# updates 4 outputs with 28 FMAs (the taps helpers above: 10 loads per 4 FMAs) -- 1.5-1.7x
+# faster at ConvNeXt-T's shapes. Wider blocks or two kernel rows per pass measured slower
+# (LLVM stops vectorising). Sums run in tap order within each kernel row.
+
+@jit
+def _row7_block(xrow, wrow, orow, b, ow):
+    """orow[ow + k] += sum_j xrow[b + k + j] * wrow[j] for k < 4 (all taps inside)."""
+    for c in range(orow.shape[1]):
+        a0, a1, a2, a3, a4 = xrow[b, c], xrow[b + 1, c], xrow[b + 2, c], xrow[b + 3, c], xrow[b + 4, c]
+        a5, a6, a7, a8, a9 = xrow[b + 5, c], xrow[b + 6, c], xrow[b + 7, c], xrow[b + 8, c], xrow[b + 9, c]
+        k0, k1, k2, k3 = wrow[0, c], wrow[1, c], wrow[2, c], wrow[3, c]
+        k4, k5, k6 = wrow[4, c], wrow[5, c], wrow[6, c]
+        orow[ow, c] += a0 * k0 + a1 * k1 + a2 * k2 + a3 * k3 + a4 * k4 + a5 * k5 + a6 * k6
+        orow[ow + 1, c] += a1 * k0 + a2 * k1 + a3 * k2 + a4 * k3 + a5 * k4 + a6 * k5 + a7 * k6
+        orow[ow + 2, c] += a2 * k0 + a3 * k1 + a4 * k2 + a5 * k3 + a6 * k4 + a7 * k5 + a8 * k6
+        orow[ow + 3, c] += a3 * k0 + a4 * k1 + a5 * k2 + a6 * k3 + a7 * k4 + a8 * k5 + a9 * k6
+
+
+@jit
+def _row_taps(xrow, wrow, orow, pl, ow):
+    """orow[ow] += sum_j xrow[ow - pl + j] * wrow[j] over the taps inside the row."""
+    W = xrow.shape[0]
+    for j in range(wrow.shape[0]):
+        iw = ow - pl + j
+        if 0 <= iw < W:
+            for c in range(orow.shape[1]):
+                orow[ow, c] += xrow[iw, c] * wrow[j, c]
+
+
+@jit
+def _row7(xrow, wrow, orow, pl):
+    """orow += one kernel row of a stride-1, 7-wide depthwise correlation."""
+    W, Wo = xrow.shape[0], orow.shape[0]
+    lo = min(pl, Wo)                       # [lo, hi): outputs whose 7 taps are all inside
+    hi = max(lo, min(Wo, W - 7 + pl + 1))
+    ow = lo
+    while ow + 4 <= hi:
+        _row7_block(xrow, wrow, orow, ow - pl, ow)
+        ow += 4
+    for o in range(ow, hi):
+        _row_taps(xrow, wrow, orow, pl, o)
+    for o in range(lo):
+        _row_taps(xrow, wrow, orow, pl, o)
+    for o in range(hi, Wo):
+        _row_taps(xrow, wrow, orow, pl, o)
+
+
+@jit
+def _row7_w_block(grow, xrow, gwrow, b, ow):
+    """gwrow[j] += sum_k grow[ow + k] * xrow[b + k + j] for k < 4, j < 7 (all taps inside)."""
+    for c in range(gwrow.shape[1]):
+        g0, g1, g2, g3 = grow[ow, c], grow[ow + 1, c], grow[ow + 2, c], grow[ow + 3, c]
+        a0, a1, a2, a3, a4 = xrow[b, c], xrow[b + 1, c], xrow[b + 2, c], xrow[b + 3, c], xrow[b + 4, c]
+        a5, a6, a7, a8, a9 = xrow[b + 5, c], xrow[b + 6, c], xrow[b + 7, c], xrow[b + 8, c], xrow[b + 9, c]
+        gwrow[0, c] += g0 * a0 + g1 * a1 + g2 * a2 + g3 * a3
+        gwrow[1, c] += g0 * a1 + g1 * a2 + g2 * a3 + g3 * a4
+        gwrow[2, c] += g0 * a2 + g1 * a3 + g2 * a4 + g3 * a5
+        gwrow[3, c] += g0 * a3 + g1 * a4 + g2 * a5 + g3 * a6
+        gwrow[4, c] += g0 * a4 + g1 * a5 + g2 * a6 + g3 * a7
+        gwrow[5, c] += g0 * a5 + g1 * a6 + g2 * a7 + g3 * a8
+        gwrow[6, c] += g0 * a6 + g1 * a7 + g2 * a8 + g3 * a9
+
+
+@jit
+def _row_taps_w(grow, xrow, gwrow, pl, ow):
+    """gwrow[j] += grow[ow] * xrow[ow - pl + j] over the taps inside the row."""
+    W = xrow.shape[0]
+    for j in range(gwrow.shape[0]):
+        iw = ow - pl + j
+        if 0 <= iw < W:
+            for c in range(gwrow.shape[1]):
+                gwrow[j, c] += grow[ow, c] * xrow[iw, c]
+
+
+@jit
+def _row7_w(grow, xrow, gwrow, pl):
+    """gwrow += one kernel row's weight gradient of a stride-1, 7-wide depthwise conv."""
+    W, Wo = xrow.shape[0], grow.shape[0]
+    lo = min(pl, Wo)
+    hi = max(lo, min(Wo, W - 7 + pl + 1))
+    ow = lo
+    while ow + 4 <= hi:
+        _row7_w_block(grow, xrow, gwrow, ow - pl, ow)
+        ow += 4
+    for o in range(ow, hi):
+        _row_taps_w(grow, xrow, gwrow, pl, o)
+    for o in range(lo):
+        _row_taps_w(grow, xrow, gwrow, pl, o)
+    for o in range(hi, Wo):
+        _row_taps_w(grow, xrow, gwrow, pl, o)
+
+
 @jit
 def _correlate_row_w(grow, xrow, gwrow, sw, pl):
     """gwrow[j, :] += sum_ow grow[ow, :] * xrow[ow * sw - pl + j, :]."""
@@ -109,6 +203,10 @@ def depthwise_fwd(x, w, b, sh, sw, pt, pl, out):
                 orow[ow, c] = b[c]
         h = oh * sh - pt                       # input row of tap i is h + i
         i, end = max(0, -h), min(kh, H - h)    # the taps that land inside x
+        if sw == 1 and w.shape[1] == 7:
+            for k in range(i, end):
+                _row7(x[n, h + k], w[k], orow, pl)
+            continue
         while i + 4 <= end:
             _taps4(x[n, h + i], x[n, h + i + 1], x[n, h + i + 2], x[n, h + i + 3],
                    w[i], w[i + 1], w[i + 2], w[i + 3], orow, sw, pl, False)
@@ -177,7 +275,10 @@ def depthwise_bwd_w(g, x, sh, sw, pt, pl, gw, gb):
             for i in range(kh):
                 ih = oh * sh - pt + i
                 if 0 <= ih < H:
-                    _correlate_row_w(grow, x[n, ih], part_w[k, i], sw, pl)
+                    if sw == 1 and kw == 7:
+                        _row7_w(grow, x[n, ih], part_w[k, i], pl)
+                    else:
+                        _correlate_row_w(grow, x[n, ih], part_w[k, i], sw, pl)
     gw[...] = 0.0
     gb[...] = 0.0
     for k in range(chunks):

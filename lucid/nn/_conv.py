@@ -54,7 +54,13 @@ def _depthwise(x, w, b, geo):
 
     def backward(g):
         gx = buffers.empty_like(x)
-        K.depthwise_bwd_x(g, wk, geo.sh, geo.sw, geo.pt, geo.pl, gx)
+        if geo.sh == geo.sw == 1:  # the adjoint of a stride-1 correlation is the correlation
+            # of g with the flipped kernel and mirrored padding: the (faster) forward kernel
+            wflip = np.ascontiguousarray(wk[::-1, ::-1])
+            K.depthwise_fwd(g, wflip, np.zeros_like(bias), 1, 1, geo.kh - 1 - geo.pt,
+                            geo.kw - 1 - geo.pl, gx)
+        else:
+            K.depthwise_bwd_x(g, wk, geo.sh, geo.sw, geo.pt, geo.pl, gx)
         gwk, gb = np.empty_like(wk), np.empty_like(bias)
         K.depthwise_bwd_w(g, x, geo.sh, geo.sw, geo.pt, geo.pl, gwk, gb)
         gw = np.ascontiguousarray(gwk.transpose(2, 0, 1))[:, None]
