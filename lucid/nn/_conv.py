@@ -76,14 +76,15 @@ def _pointwise(x, w, b, geo):
     N, H, W, C = x.shape
     O = w.shape[0]
     x2, w2 = x.reshape(-1, C), w.reshape(O, C)
-    out = np.empty((N, H, W, O), x.dtype)
+    out = buffers.empty((N, H, W, O), x.dtype)
     np.matmul(x2, w2.T, out=out.reshape(-1, O))
     if b is not None:
         K.bias_add(out.reshape(-1, O), b)
 
     def backward(g):
         g2 = g.reshape(-1, O)
-        gx = np.matmul(g2, w2).reshape(x.shape)
+        gx = buffers.empty_like(x)
+        np.matmul(g2, w2, out=gx.reshape(-1, C))
         gw = np.matmul(g2.T, x2).reshape(w.shape)
         return gx, gw, _bias_grad(g2, b)
 
@@ -100,10 +101,10 @@ def _patchify(x, w, b, geo):
     """
     N, _, _, C = x.shape
     O = w.shape[0]
-    cols = np.empty((N * geo.Ho * geo.Wo, C * geo.kh * geo.kw), x.dtype)
+    cols = buffers.empty((N * geo.Ho * geo.Wo, C * geo.kh * geo.kw), x.dtype)
     K.space_to_depth(x, geo.kh, geo.kw, geo.Ho, geo.Wo, cols)
     w2 = w.reshape(O, -1)
-    out = np.empty((N, geo.Ho, geo.Wo, O), x.dtype)
+    out = buffers.empty((N, geo.Ho, geo.Wo, O), x.dtype)
     np.matmul(cols, w2.T, out=out.reshape(-1, O))
     if b is not None:
         K.bias_add(out.reshape(-1, O), b)
@@ -111,8 +112,10 @@ def _patchify(x, w, b, geo):
     def backward(g):
         g2 = g.reshape(-1, O)
         gw = np.matmul(g2.T, cols).reshape(w.shape)
-        gx = np.empty_like(x)
-        K.depth_to_space(np.matmul(g2, w2), geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
+        gcols = buffers.empty(cols.shape, cols.dtype)
+        np.matmul(g2, w2, out=gcols)
+        gx = buffers.empty_like(x)
+        K.depth_to_space(gcols, geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
         return gx, gw, _bias_grad(g2, b)
 
     return out, backward
