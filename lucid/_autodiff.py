@@ -24,6 +24,8 @@ import itertools
 
 import numpy as np
 
+from . import _buffers
+from ._backend import kernels
 from . import tree as _tree
 
 __all__ = ["Tracer", "primitive", "vjp", "grad", "value_and_grad", "stop_gradient", "is_tracer"]
@@ -224,7 +226,22 @@ def _accumulate(cts, node, index, ct):
     slot = cts.get(node)
     if slot is None:
         slot = cts[node] = [None] * len(node.shapes)
-    slot[index] = ct if slot[index] is None else slot[index] + ct
+    slot[index] = ct if slot[index] is None else _add(slot[index], ct)
+
+
+def _add(a, b):
+    """a + b for two cotangents of one value (every residual connection meets one). A big
+    sum runs in the parallel add kernel into a pooled buffer: NumPy's add is one thread
+    into fresh memory, whose page faults cost more than the add (18 sums of up to 19 MB
+    in a ConvNeXt-T training step at batch 16: 28 ms -> 9 ms)."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
+            and a.dtype == b.dtype and a.dtype.type in _FLOAT and a.nbytes >= _buffers.MIN_BYTES
+            and a.flags.c_contiguous and b.flags.c_contiguous):
+        out = _buffers.empty(a.shape, a.dtype)
+        flat = (1, 1, 1, a.size)
+        kernels("binary").add_fwd(a.reshape(flat), b.reshape(flat), out.reshape(flat))
+        return out
+    return a + b
 
 
 def _unbox(x, trace):

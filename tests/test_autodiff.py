@@ -102,6 +102,19 @@ def test_value_used_twice_accumulates():
     np.testing.assert_allclose(g, 2 * x + np.exp(x) + 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_big_cotangents_accumulate_in_the_parallel_kernel(dtype):
+    # Over _buffers.MIN_BYTES the sum of two cotangents runs in the add kernel into a
+    # pooled buffer; the pooled buffer must not be handed out again while the result lives.
+    x = np.random.default_rng(0).standard_normal((1200, 1100)).astype(dtype)
+    f = lambda x: lnp.sum(lnp.multiply(x, x)) + lnp.sum(lnp.tanh(x)) + lnp.sum(x)
+    g1 = lucid.grad(f)(x)
+    g2 = lucid.grad(f)(x + 1)
+    assert g1.dtype == dtype and g1 is not g2
+    np.testing.assert_allclose(g1, 2 * x + (1 - np.tanh(x) ** 2) + 1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g2, 2 * (x + 1) + (1 - np.tanh(x + 1) ** 2) + 1, rtol=1e-5, atol=1e-5)
+
+
 def test_unused_input_gets_zeros():
     x, y = rand(3), rand((2, 2)).astype(np.float32)
     gx, gy = lucid.grad(lambda a, b: sq(a), argnums=(0, 1))(x, y)

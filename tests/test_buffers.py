@@ -4,7 +4,7 @@ import pytest
 
 import lucid
 import lucid.nn.functional as F
-from lucid.nn import _buffers as buffers
+from lucid import _buffers as buffers
 
 BIG = (1100, 1000)   # 4.4 MB of float32: over MIN_BYTES
 

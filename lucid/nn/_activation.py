@@ -8,7 +8,7 @@ import numpy as np
 from .._autodiff import primitive
 from .._backend import kernels
 from ..numpy._unary import flat_apply
-from . import _buffers as buffers
+from .. import _buffers as buffers
 from ._validate import as_rows, contiguous, float_array, same_dtype, where
 
 K = kernels("activation")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
-from . import _buffers as buffers
+from .. import _buffers as buffers
 from ._validate import (check_channel_vector, check_ndim, float_array, optional_float_array,
                         same_dtype, where)
 

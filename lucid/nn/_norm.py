@@ -5,7 +5,7 @@ import numpy as np
 
 from .._autodiff import primitive
 from .._backend import kernels
-from . import _buffers as buffers
+from .. import _buffers as buffers
 from ._validate import (as_rows, axis_to_rows, check_axis, check_channel_vector, check_real,
                         contiguous, float_array, optional_float_array, rows_to_axis, same_dtype,
                         where)
