@@ -48,6 +48,44 @@ def test_scale_residual_vjp():
     check_vjp(F.scale_residual, args)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bias_scale_residual_kernels_match_numpy(shape, dtype):
+    rng = np.random.default_rng(5)
+    x, y, g = (_rand(rng, shape, dtype) for _ in range(3))
+    gamma, b = _rand(rng, shape[-1:], dtype), _rand(rng, shape[-1:], dtype)
+    out = np.empty_like(x)
+    fused.bias_scale_residual_fwd(x, y, b, gamma, out)
+    np.testing.assert_array_equal(out, x + (y + b) * gamma)   # the same three roundings
+    gy, gg, gb = np.empty_like(y), np.empty_like(gamma), np.empty_like(b)
+    fused.bias_scale_residual_bwd(g, y, b, gamma, gy, gg, gb)
+    np.testing.assert_array_equal(gy, g * gamma)
+    tol = dict(rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    g64 = g.astype(np.float64)
+    np.testing.assert_allclose(gg, (g64 * (y + b).astype(np.float64)).sum(axis=0), **tol)
+    np.testing.assert_allclose(gb, (g * gamma).astype(np.float64).sum(axis=0), **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scale_residual_with_bias_equals_unfused(dtype):
+    rng = np.random.default_rng(6)
+    x, y = _rand(rng, (2, 3, 4, 8), dtype), _rand(rng, (2, 3, 4, 8), dtype)
+    gamma, b = _rand(rng, (8,), dtype), _rand(rng, (8,), dtype)
+    out = F.scale_residual(x, y, gamma, b)
+    lnp = lucid.numpy
+    np.testing.assert_array_equal(out, lnp.add(x, lnp.multiply(lnp.add(y, b), gamma)))
+    args = tuple(rng.standard_normal(s) for s in [(2, 3, 5), (2, 3, 5), (5,), (5,)])
+    check_vjp(F.scale_residual, args)
+
+
+def test_scale_residual_rejects_bad_bias():
+    x = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"scale_residual: b must have shape \(4,\)"):
+        F.scale_residual(x, x, np.zeros(4, np.float32), np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="scale_residual: all arrays must share one dtype"):
+        F.scale_residual(x, x, np.zeros(4, np.float32), np.zeros(4, np.float64))
+
+
 def test_bias_gelu_is_in_F_and_matches_unfused():
     rng = np.random.default_rng(3)
     h, b = _rand(rng, (4, 6), np.float32), _rand(rng, (6,), np.float32)

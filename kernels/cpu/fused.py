@@ -3,6 +3,8 @@
 ``scale_residual``: out = x + y * gamma over (M, C) rows, gamma per channel — timm's
 layer scale followed by the residual add, computed as the same two roundings
 (product, then sum; no FMA contraction since fastmath is off).
+``bias_scale_residual``: out = x + (y + b) * gamma — the same with the bias of the
+linear layer that made y folded in (three roundings, as timm's three ops).
 """
 import numba
 import numpy as np
@@ -41,3 +43,38 @@ def scale_residual_bwd(g, y, gamma, gy, ggamma):
         for k in range(chunks):
             s += partial[k, c]
         ggamma[c] = s
+
+
+@pjit
+def bias_scale_residual_fwd(x, y, b, gamma, out):
+    """out[r, c] = x[r, c] + (y[r, c] + b[c]) * gamma[c] for x, y (M, C), b and gamma (C,)."""
+    rows, cols = x.shape
+    for r in numba.prange(rows):
+        for c in range(cols):
+            out[r, c] = x[r, c] + (y[r, c] + b[c]) * gamma[c]
+
+
+@pjit
+def bias_scale_residual_bwd(g, y, b, gamma, gy, ggamma, gb):
+    """gy = g * gamma; ggamma = sum over rows of g * (y + b); gb = sum over rows of gy
+    (float64 partial sums over fixed row chunks, as scale_residual_bwd)."""
+    rows, cols = g.shape
+    chunks = max(1, min(_CHUNKS, rows))
+    partial = np.zeros((2, chunks, cols))
+    for k in numba.prange(chunks):
+        acc_gamma = partial[0, k]
+        acc_b = partial[1, k]
+        for r in range(k * rows // chunks, (k + 1) * rows // chunks):
+            for c in range(cols):
+                gi = g[r, c]
+                gyi = gi * gamma[c]
+                gy[r, c] = gyi
+                acc_gamma[c] += gi * (y[r, c] + b[c])
+                acc_b[c] += gyi
+    for c in range(cols):
+        sg, sb = 0.0, 0.0
+        for k in range(chunks):
+            sg += partial[0, k, c]
+            sb += partial[1, k, c]
+        ggamma[c] = sg
+        gb[c] = sb
