@@ -103,35 +103,6 @@ def _row7_block(xrow, wrow, orow, b, ow):
 
 
 @jit
-def _row_taps(xrow, wrow, orow, pl, ow):
-    """orow[ow] += sum_j xrow[ow - pl + j] * wrow[j] over the taps inside the row."""
-    W = xrow.shape[0]
-    for j in range(wrow.shape[0]):
-        iw = ow - pl + j
-        if 0 <= iw < W:
-            for c in range(orow.shape[1]):
-                orow[ow, c] += xrow[iw, c] * wrow[j, c]
-
-
-@jit
-def _row7(xrow, wrow, orow, pl):
-    """orow += one kernel row of a stride-1, 7-wide depthwise correlation."""
-    W, Wo = xrow.shape[0], orow.shape[0]
-    lo = min(pl, Wo)                       # [lo, hi): outputs whose 7 taps are all inside
-    hi = max(lo, min(Wo, W - 7 + pl + 1))
-    ow = lo
-    while ow + 4 <= hi:
-        _row7_block(xrow, wrow, orow, ow - pl, ow)
-        ow += 4
-    for o in range(ow, hi):
-        _row_taps(xrow, wrow, orow, pl, o)
-    for o in range(lo):
-        _row_taps(xrow, wrow, orow, pl, o)
-    for o in range(hi, Wo):
-        _row_taps(xrow, wrow, orow, pl, o)
-
-
-@jit
 def _row7_w_block(grow, xrow, gwrow, b, ow):
     """gwrow[j] += sum_k grow[ow + k] * xrow[b + k + j] for k < 4, j < 7 (all taps inside)."""
     for c in range(gwrow.shape[1]):
@@ -148,32 +119,38 @@ def _row7_w_block(grow, xrow, gwrow, b, ow):
 
 
 @jit
-def _row_taps_w(grow, xrow, gwrow, pl, ow):
-    """gwrow[j] += grow[ow] * xrow[ow - pl + j] over the taps inside the row."""
+def _row_taps(xrow, other, acc, pl, ow, wgrad):
+    """Output ``ow`` of :func:`_row7` alone, over the taps that land inside the row."""
     W = xrow.shape[0]
-    for j in range(gwrow.shape[0]):
+    for j in range(7):
         iw = ow - pl + j
         if 0 <= iw < W:
-            for c in range(gwrow.shape[1]):
-                gwrow[j, c] += grow[ow, c] * xrow[iw, c]
+            for c in range(acc.shape[1]):
+                if wgrad:
+                    acc[j, c] += other[ow, c] * xrow[iw, c]
+                else:
+                    acc[ow, c] += xrow[iw, c] * other[j, c]
 
 
 @jit
-def _row7_w(grow, xrow, gwrow, pl):
-    """gwrow += one kernel row's weight gradient of a stride-1, 7-wide depthwise conv."""
-    W, Wo = xrow.shape[0], grow.shape[0]
-    lo = min(pl, Wo)
+def _row7(xrow, other, acc, pl, wgrad):
+    """One kernel row of a stride-1, 7-wide depthwise conv. Forward (``wgrad`` False):
+    acc (an output row) += xrow correlated with the weight row ``other``. Weight gradient
+    (``wgrad`` True): acc (a weight-gradient row) += the output-gradient row ``other``
+    correlated with xrow. Interior outputs go four at a time, the edges one by one."""
+    W, Wo = xrow.shape[0], (other.shape[0] if wgrad else acc.shape[0])
+    lo = min(pl, Wo)                       # [lo, hi): outputs whose 7 taps are all inside
     hi = max(lo, min(Wo, W - 7 + pl + 1))
     ow = lo
     while ow + 4 <= hi:
-        _row7_w_block(grow, xrow, gwrow, ow - pl, ow)
+        if wgrad:
+            _row7_w_block(other, xrow, acc, ow - pl, ow)
+        else:
+            _row7_block(xrow, other, acc, ow - pl, ow)
         ow += 4
-    for o in range(ow, hi):
-        _row_taps_w(grow, xrow, gwrow, pl, o)
-    for o in range(lo):
-        _row_taps_w(grow, xrow, gwrow, pl, o)
-    for o in range(hi, Wo):
-        _row_taps_w(grow, xrow, gwrow, pl, o)
+    for o in range(Wo):
+        if o < lo or o >= ow:              # the left edge, the tail and the right edge
+            _row_taps(xrow, other, acc, pl, o, wgrad)
 
 
 @jit
@@ -205,7 +182,7 @@ def depthwise_fwd(x, w, b, sh, sw, pt, pl, out):
         i, end = max(0, -h), min(kh, H - h)    # the taps that land inside x
         if sw == 1 and w.shape[1] == 7:
             for k in range(i, end):
-                _row7(x[n, h + k], w[k], orow, pl)
+                _row7(x[n, h + k], w[k], orow, pl, False)
             continue
         while i + 4 <= end:
             _taps4(x[n, h + i], x[n, h + i + 1], x[n, h + i + 2], x[n, h + i + 3],
@@ -276,7 +253,7 @@ def depthwise_bwd_w(g, x, sh, sw, pt, pl, gw, gb):
                 ih = oh * sh - pt + i
                 if 0 <= ih < H:
                     if sw == 1 and kw == 7:
-                        _row7_w(grow, x[n, ih], part_w[k, i], pl)
+                        _row7(x[n, ih], grow, part_w[k, i], pl, True)
                     else:
                         _correlate_row_w(grow, x[n, ih], part_w[k, i], sw, pl)
     gw[...] = 0.0
