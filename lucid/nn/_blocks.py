@@ -7,9 +7,10 @@ and a ``forward`` that calls them.
 from __future__ import annotations
 
 from .. import random as _random
+from . import functional as F
 from ._info import LayerInfo, conv2d_info
 from ._layers import GELU, AdaptiveAvgPool2d, Conv2d, Dropout, Identity, LayerNorm, Linear
-from ._module import Module, check_positive_int
+from ._module import Module, _ndim, check_positive_int
 from ._tree_util import has_leaves, subtree
 
 __all__ = ["Sequential", "InceptionDWConv2d", "MlpHead"]
@@ -104,16 +105,16 @@ class InceptionDWConv2d(Module):
         self.dwconv_h = Conv2d(gc, gc, (kb, 1), padding=((kb - 1) // 2, 0), groups=gc)
         self.split_indexes = (in_chs - 3 * gc, gc, gc, gc)
 
-    def forward(self, x):
-        from .. import numpy as lnp
-        axis = self.ctx.channel_axis
-        if x.ndim != 4 or x.shape[axis] != self.in_chs:
-            raise ValueError(f"lucid.nn.InceptionDWConv2d: expected a 4-D {self.ctx.data_format} "
+    def _run(self, params, state, x, *, train, key, data_format):
+        axis = 1 if data_format == "NCHW" else -1
+        if _ndim(x) != 4 or x.shape[axis] != self.in_chs:
+            raise ValueError(f"lucid.nn.InceptionDWConv2d: expected a 4-D {data_format} "
                              f"input with {self.in_chs} channels, got shape {tuple(x.shape)}")
-        c_id, gc = self.split_indexes[0], self.gc
-        x_id, x_hw, x_w, x_h = lnp.split(x, [c_id, c_id + gc, c_id + 2 * gc], axis=axis)
-        return lnp.concatenate([x_id, self.dwconv_hw(x_hw), self.dwconv_w(x_w),
-                                self.dwconv_h(x_h)], axis=axis)
+        hw, w, h = params["dwconv_hw"], params["dwconv_w"], params["dwconv_h"]
+        # One pass instead of split -> three convs -> concatenate (F.inception_dwconv2d).
+        y = F.inception_dwconv2d(x, hw["weight"], hw.get("bias"), w["weight"], w.get("bias"),
+                                 h["weight"], h.get("bias"), data_format=data_format)
+        return y, state
 
     def layer_info(self, in_shape, name=""):
         n, _, h, w = in_shape

@@ -14,7 +14,7 @@ _WHERE = {
     "linear": "_linear",
     "layer_norm": "_norm", "batch_norm": "_norm",
     "gelu": "_activation", "relu": "_activation", "bias_gelu": "_activation",
-    "scale_residual": "_fused",
+    "scale_residual": "_fused", "inception_dwconv2d": "_inception",
     "softmax": "_softmax", "log_softmax": "_softmax", "cross_entropy": "_softmax",
     "adaptive_avg_pool2d": "_pool", "global_avg_pool": "_pool",
     "dropout": "_dropout", "drop_path": "_dropout",
