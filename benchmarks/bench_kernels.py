@@ -64,6 +64,15 @@ def _case_arrays(name):
         return _op("nn.functional", "bias_gelu"), (_rand(N, H, W, 4 * C), _rand(4 * C, seed=1))
     if name in ("batch_norm_train", "batch_norm_eval"):
         return _batch_norm(name.endswith("train")), (act, _rand(C, seed=1), _rand(C, seed=2))
+    if name == "bias_scale_residual":  # fc2's bias + layer scale + residual add
+        return _op("nn.functional", "scale_residual"), (act, _rand(N, H, W, C, seed=1),
+                                                        _rand(C, seed=2), _rand(C, seed=3))
+    if name == "inception_mixer":  # InceptionNeXt-T stage 1: gc = 12, 3x3 + 1x11 + 11x1
+        mixer = _op("nn.functional", "inception_dwconv2d")
+        ws = [_rand(12, 1, kh, kw, seed=s) * 0.1 for s, (kh, kw) in
+              enumerate([(3, 3), (1, 11), (11, 1)], start=1)]
+        return (lambda x, a, b, c: mixer(x, a, None, b, None, c, None, data_format="NHWC")), \
+            (act, *ws)
     return _small_case(name, act)
 
 
@@ -97,7 +106,8 @@ def _small_case(name, act):
 
 
 CASES = ["conv_dw7x7", "conv_patchify_stem", "conv_downsample_2x2", "linear_fc1", "linear_fc2",
-         "layer_norm", "gelu", "bias_gelu", "batch_norm_train", "batch_norm_eval", "softmax",
+         "layer_norm", "gelu", "bias_gelu", "bias_scale_residual", "inception_mixer",
+         "batch_norm_train", "batch_norm_eval", "softmax",
          "cross_entropy", "add", "mul_channel_scale", "sum_all", "sum_over_nhw",
          "global_avg_pool"]
 

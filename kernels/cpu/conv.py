@@ -87,6 +87,8 @@ def _taps4(s0, s1, s2, s3, w0, w1, w2, w3, dst, sw, pl, scatter):
 # updates 4 outputs with 28 FMAs (the taps helpers above: 10 loads per 4 FMAs) -- 1.5-1.7x
 # faster at ConvNeXt-T's shapes. Wider blocks or two kernel rows per pass measured slower
 # (LLVM stops vectorising). Sums run in tap order within each kernel row.
+# Inner loops index from 0 over slices: an index Numba cannot prove non-negative
+# (``base + c``) gets its negative-index wraparound branch, which stops vectorisation.
 
 @jit
 def _row7_block(xrow, wrow, orow, b, ow):
@@ -326,14 +328,15 @@ def im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
                     iw = ow * sw - pl + j
                     base = (i * kw + j) * Cg
                     inside = 0 <= ih < H and 0 <= iw < W
-                    for grp in range(G):
-                        dst = cols[grp, m]
+                    for grp in range(G):  # slices: see the note above _row7_block
+                        dst = cols[grp, m, base:base + Cg]
                         if inside:
+                            src = x[n, ih, iw, grp * Cg:grp * Cg + Cg]
                             for c in range(Cg):
-                                dst[base + c] = x[n, ih, iw, grp * Cg + c]
+                                dst[c] = src[c]
                         else:
                             for c in range(Cg):
-                                dst[base + c] = 0.0
+                                dst[c] = 0.0
 
 
 @pjit
@@ -361,9 +364,10 @@ def col2im(cols, kh, kw, sh, sw, pt, pl, Ho, Wo, gx):
                 for ow in range(lo, hi):
                     iw = ow * sw - pl + j
                     for grp in range(G):
-                        src = cols[grp, mrow + ow]
+                        src = cols[grp, mrow + ow, base:base + Cg]
+                        dst = gx[n, ih, iw, grp * Cg:grp * Cg + Cg]
                         for c in range(Cg):
-                            gx[n, ih, iw, grp * Cg + c] += src[base + c]
+                            dst[c] += src[c]
 
 
 @pjit

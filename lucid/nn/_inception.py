@@ -26,32 +26,55 @@ def _oihw(wk):
     return np.ascontiguousarray(wk.transpose(2, 0, 1))[:, None]
 
 
+def _tiled(wk, W):
+    """(kh, kw, gc) -> (kh, kw, W * gc): each tap's channel vector repeated along a row."""
+    return np.ascontiguousarray(np.tile(wk, (1, 1, W)))
+
+
+def _untiled(p, gc):
+    """Chunk partials (chunks, ..., W * gc) -> their sum over chunks and pixels (..., gc)."""
+    s = p.sum(axis=0)
+    return s.reshape(s.shape[:-1] + (-1, gc)).sum(axis=-2)
+
+
+def _gather(a, c_id, gc):
+    xb = buffers.empty((3,) + a.shape[:2] + (a.shape[2] * gc,), a.dtype)
+    K.gather_branches(a, c_id, gc, xb)
+    return xb
+
+
 @primitive(name="nn.functional.inception_dwconv2d")
 def _inception(x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, channels_last):
     xh = np.ascontiguousarray(x if channels_last else x.transpose(0, 2, 3, 1))
+    N, H, W, C = xh.shape
     ws = [_hwc(w) for w in (w_hw, w_w, w_h)]
     gc = ws[0].shape[2]
-    zero = np.zeros(gc, xh.dtype)
-    bs = [zero if b is None else np.ascontiguousarray(b) for b in (b_hw, b_w, b_h)]
-    c_id = xh.shape[3] - 3 * gc
+    c_id = C - 3 * gc
+    bts = [np.zeros(W * gc, xh.dtype) if b is None else np.tile(b, W) for b in (b_hw, b_w, b_h)]
     out = buffers.empty_like(xh)
-    K.mixer_fwd(xh, c_id, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2], out)
+    K.mixer_fwd(xh, _gather(xh, c_id, gc), c_id, _tiled(ws[0], W), bts[0], _tiled(ws[1], W),
+                bts[1], _tiled(ws[2], W), bts[2], out)
 
     def vjp(g):
         gh = np.ascontiguousarray(g if channels_last else g.transpose(0, 2, 3, 1))
+        gb = _gather(gh, c_id, gc)
         # The adjoint of a stride-1 'same' correlation is the correlation with the
         # flipped kernel: the forward kernel gives the input gradient.
-        flip = [np.ascontiguousarray(wk[::-1, ::-1]) for wk in ws]
+        flip = [_tiled(wk[::-1, ::-1], W) for wk in ws]
+        zero = np.zeros(W * gc, xh.dtype)
         gx = buffers.empty_like(xh)
-        K.mixer_fwd(gh, c_id, flip[0], zero, flip[1], zero, flip[2], zero, gx)
-        gws = [np.empty_like(wk) for wk in ws]
-        gbs = [np.empty_like(zero) for _ in range(3)]
-        K.mixer_bwd_w(gh, xh, c_id, gws[0], gbs[0], gws[1], gbs[1], gws[2], gbs[2])
+        K.mixer_fwd(gh, gb, c_id, flip[0], zero, flip[1], zero, flip[2], zero, gx)
+        chunks = max(1, min(N * H, 16))
+        parts = [np.zeros((chunks,) + wk.shape[:2] + (W * gc,), xh.dtype) for wk in ws]
+        part_b = np.zeros((chunks, 3, W * gc), xh.dtype)
+        K.mixer_bwd_w(gb, _gather(xh, c_id, gc), gc, parts[0], parts[1], parts[2], part_b)
+        gws = [_oihw(_untiled(p, gc)) for p in parts]
+        gbs = _untiled(part_b, gc)
         if not channels_last:
             gx = np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
-        return (gx, _oihw(gws[0]), gbs[0] if b_hw is not None else None,
-                _oihw(gws[1]), gbs[1] if b_w is not None else None,
-                _oihw(gws[2]), gbs[2] if b_h is not None else None)
+        return (gx, gws[0], gbs[0] if b_hw is not None else None,
+                gws[1], gbs[1] if b_w is not None else None,
+                gws[2], gbs[2] if b_h is not None else None)
 
     if not channels_last:
         out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
