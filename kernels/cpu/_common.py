@@ -6,8 +6,8 @@
   raising ZeroDivisionError from inside a kernel (and skips the per-division check).
 - House rule for ``prange`` bodies: bind one name per line (no tuple unpacking of row
   views); Numba 0.68 was seen to drop a store through such a view.
-- Numba's cache is keyed on each kernel's own file: after editing a helper module that
-  kernels inline (``_math.py``), clear ``kernels/cpu/__pycache__``.
+- Numba's cache is keyed on each kernel's own file: after editing a helper that kernels
+  inline (``_math.py``, :func:`sum_partials` here), clear ``kernels/cpu/__pycache__``.
 - ``pjit`` kernels run serially below a grain size (see :class:`GrainDispatcher`).
 - Numba's OpenMP workers spin only briefly (``GOMP_SPINCOUNT``) before sleeping: lucid
   alternates Numba's pool with OpenBLAS's (the GEMMs), and on 2 cores a pool spinning
@@ -28,6 +28,22 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 jit = numba.njit(**_OPTIONS)
+
+# Column sums over rows split the rows into this many chunks (not one per thread), each
+# summed into its own float64 partial row, then :func:`sum_partials`: the result is
+# bitwise the same whatever the thread count, and no two threads write one row.
+ROW_CHUNKS = 64
+
+
+@numba.njit(inline="always")
+def sum_partials(partial, out):
+    """out[c] = the sum over chunks k of partial[k, c], in chunk order (float64)."""
+    for c in range(partial.shape[1]):
+        s = 0.0
+        for k in range(partial.shape[0]):
+            s += partial[k, c]
+        out[c] = s
+
 
 # Parallelise only from this many elements (of the largest array argument) up, as
 # PyTorch's grain size: below it, waking the thread pool costs more than the work saves,

@@ -9,11 +9,7 @@ linear layer that made y folded in (three roundings, as timm's three ops).
 import numba
 import numpy as np
 
-from ._common import pjit
-
-# Column sums use a fixed number of row chunks (not one per thread), so the gradient of
-# gamma is bitwise the same whatever the thread count.
-_CHUNKS = 64
+from ._common import ROW_CHUNKS, pjit, sum_partials
 
 
 @pjit
@@ -29,7 +25,7 @@ def scale_residual_fwd(x, y, gamma, out):
 def scale_residual_bwd(g, y, gamma, gy, ggamma):
     """gy = g * gamma and ggamma = sum over rows of g * y (float64 accumulation)."""
     rows, cols = g.shape
-    chunks = max(1, min(_CHUNKS, rows))
+    chunks = max(1, min(ROW_CHUNKS, rows))
     partial = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
         acc = partial[k]
@@ -38,11 +34,7 @@ def scale_residual_bwd(g, y, gamma, gy, ggamma):
                 gi = g[r, c]
                 gy[r, c] = gi * gamma[c]
                 acc[c] += gi * y[r, c]
-    for c in range(cols):
-        s = 0.0
-        for k in range(chunks):
-            s += partial[k, c]
-        ggamma[c] = s
+    sum_partials(partial, ggamma)
 
 
 @pjit
@@ -57,9 +49,9 @@ def bias_scale_residual_fwd(x, y, b, gamma, out):
 @pjit
 def bias_scale_residual_bwd(g, y, b, gamma, gy, ggamma, gb):
     """gy = g * gamma; ggamma = sum over rows of g * (y + b); gb = sum over rows of gy
-    (float64 partial sums over fixed row chunks, as scale_residual_bwd)."""
+    (float64 partials over fixed row chunks, see ``_common.ROW_CHUNKS``)."""
     rows, cols = g.shape
-    chunks = max(1, min(_CHUNKS, rows))
+    chunks = max(1, min(ROW_CHUNKS, rows))
     partial = np.zeros((2, chunks, cols))
     for k in numba.prange(chunks):
         acc_gamma = partial[0, k]
@@ -71,10 +63,5 @@ def bias_scale_residual_bwd(g, y, b, gamma, gy, ggamma, gb):
                 gy[r, c] = gyi
                 acc_gamma[c] += gi * (y[r, c] + b[c])
                 acc_b[c] += gyi
-    for c in range(cols):
-        sg, sb = 0.0, 0.0
-        for k in range(chunks):
-            sg += partial[0, k, c]
-            sb += partial[1, k, c]
-        ggamma[c] = sg
-        gb[c] = sb
+    sum_partials(partial[0], ggamma)
+    sum_partials(partial[1], gb)

@@ -2,11 +2,7 @@
 import numba
 import numpy as np
 
-from ._common import pjit
-
-# Column sums split the rows into a fixed number of chunks (not one per thread), so
-# the result is bitwise the same whatever the thread count.
-_CHUNKS = 64
+from ._common import ROW_CHUNKS, pjit, sum_partials
 
 
 @pjit
@@ -22,15 +18,11 @@ def bias_add_fwd(y, b, out):
 def bias_add_bwd(g, out):
     """out[c] = sum over rows of g[r, c] (float64 accumulation), for g (M, N)."""
     rows, cols = g.shape
-    chunks = max(1, min(_CHUNKS, rows))
+    chunks = max(1, min(ROW_CHUNKS, rows))
     partial = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
         acc = partial[k]
         for r in range(k * rows // chunks, (k + 1) * rows // chunks):
             for c in range(cols):
                 acc[c] += g[r, c]
-    for c in range(cols):
-        s = 0.0
-        for k in range(chunks):
-            s += partial[k, c]
-        out[c] = s
+    sum_partials(partial, out)

@@ -14,10 +14,8 @@ import math
 import numba
 import numpy as np
 
-from ._common import pjit
+from ._common import ROW_CHUNKS, pjit, sum_partials
 from ._math import row_dot_dev, row_sum, row_sum_sq_dev, scalar_like
-
-_CHUNKS = 64
 
 
 @pjit
@@ -41,7 +39,7 @@ def layer_norm_fwd(x, w, b, eps, out, mean, rstd):
 def layer_norm_bwd(g, x, w, mean, rstd, dx, dw, db):
     """Cotangents of layer_norm: dx (R, C), and dw, db (C,) summed over rows."""
     rows, cols = x.shape
-    chunks = max(1, min(_CHUNKS, rows))
+    chunks = max(1, min(ROW_CHUNKS, rows))
     pw = np.zeros((chunks, cols))
     pb = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
@@ -62,31 +60,22 @@ def layer_norm_bwd(g, x, w, mean, rstd, dx, dw, db):
             o = dx[r]
             for c in range(cols):
                 o[c] = rs * (gw[c] - a1 - (xr[c] - m) * a2)
-    _sum_partials(pw, dw)
-    _sum_partials(pb, db)
-
-
-@numba.njit(inline="always")
-def _sum_partials(partial, out):
-    for c in range(partial.shape[1]):
-        s = 0.0
-        for k in range(partial.shape[0]):
-            s += partial[k, c]
-        out[c] = s
+    sum_partials(pw, dw)
+    sum_partials(pb, db)
 
 
 @pjit
 def batch_norm_stats_last(x, mean, var):
     """Per-channel mean and biased variance (float64) of x (rows, C)."""
     rows, cols = x.shape
-    chunks = max(1, min(_CHUNKS, rows))
+    chunks = max(1, min(ROW_CHUNKS, rows))
     part = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
         pk = part[k]
         for r in range(k * rows // chunks, (k + 1) * rows // chunks):
             for c in range(cols):
                 pk[c] += x[r, c]
-    _sum_partials(part, mean)
+    sum_partials(part, mean)
     for c in range(cols):
         mean[c] /= rows
     part[:] = 0.0
@@ -96,7 +85,7 @@ def batch_norm_stats_last(x, mean, var):
             for c in range(cols):
                 d = x[r, c] - mean[c]
                 pk[c] += d * d
-    _sum_partials(part, var)
+    sum_partials(part, var)
     for c in range(cols):
         var[c] /= rows
 
@@ -144,7 +133,7 @@ def batch_norm_fwd_mid(x, scale, shift, out):
 def batch_norm_bwd_sums_last(g, x, mean, sum_g, sum_gxc):
     """Per channel: sum_g = sum of g, sum_gxc = sum of g * (x - mean), for (rows, C)."""
     rows, cols = x.shape
-    chunks = max(1, min(_CHUNKS, rows))
+    chunks = max(1, min(ROW_CHUNKS, rows))
     pg = np.zeros((chunks, cols))
     px = np.zeros((chunks, cols))
     for k in numba.prange(chunks):
@@ -154,8 +143,8 @@ def batch_norm_bwd_sums_last(g, x, mean, sum_g, sum_gxc):
             for c in range(cols):
                 pgk[c] += g[r, c]
                 pxk[c] += g[r, c] * (x[r, c] - mean[c])
-    _sum_partials(pg, sum_g)
-    _sum_partials(px, sum_gxc)
+    sum_partials(pg, sum_g)
+    sum_partials(px, sum_gxc)
 
 
 @pjit
