@@ -72,6 +72,17 @@ def _branch_row(xb, n, oh, gc, wt, bt, acc):
                     _tap(acc, xb[n, ih], wt[i, j], lo * gc, hi * gc, (j - pw) * gc)
 
 
+@numba.njit(inline="always")
+def _branch_into(xb, n, oh, gc, wt, bt, acc, orow, c0):
+    """Branch output row oh (see :func:`_branch_row`) written to orow's channels c0:c0+gc."""
+    _branch_row(xb, n, oh, gc, wt, bt, acc)
+    for ow in range(orow.shape[0]):
+        d = orow[ow, c0:c0 + gc]                 # slices: see _tap
+        s = acc[ow * gc:ow * gc + gc]
+        for c in range(gc):
+            d[c] = s[c]
+
+
 @pjit
 def mixer_fwd(x, xb, c_id, wt_hw, bt_hw, wt_w, bt_w, wt_h, bt_h, out):
     """out = concat(x[..., :c_id], conv_hw, conv_w, conv_h) for x, out (N, H, W, C);
@@ -88,19 +99,9 @@ def mixer_fwd(x, xb, c_id, wt_hw, bt_hw, wt_w, bt_w, wt_h, bt_h, out):
             for c in range(c_id):
                 orow[ow, c] = xrow[ow, c]
         acc = np.empty(L, x.dtype)
-        for b in range(3):
-            if b == 0:
-                _branch_row(xb[0], n, oh, gc, wt_hw, bt_hw, acc)
-            elif b == 1:
-                _branch_row(xb[1], n, oh, gc, wt_w, bt_w, acc)
-            else:
-                _branch_row(xb[2], n, oh, gc, wt_h, bt_h, acc)
-            c0 = c_id + b * gc
-            for ow in range(W):
-                d = orow[ow, c0:c0 + gc]
-                s = acc[ow * gc:ow * gc + gc]
-                for c in range(gc):
-                    d[c] = s[c]
+        _branch_into(xb[0], n, oh, gc, wt_hw, bt_hw, acc, orow, c_id)
+        _branch_into(xb[1], n, oh, gc, wt_w, bt_w, acc, orow, c_id + gc)
+        _branch_into(xb[2], n, oh, gc, wt_h, bt_h, acc, orow, c_id + 2 * gc)
 
 
 @numba.njit(inline="always")

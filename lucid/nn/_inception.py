@@ -67,6 +67,8 @@ def _inception(x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, channels_last):
         chunks = max(1, min(N * H, 16))
         parts = [np.zeros((chunks,) + wk.shape[:2] + (W * gc,), xh.dtype) for wk in ws]
         part_b = np.zeros((chunks, 3, W * gc), xh.dtype)
+        # x's branch channels are gathered again rather than kept from the forward: the
+        # gather costs ~0.5 ms, keeping it 3/8 of the activation per block until backward.
         K.mixer_bwd_w(gb, _gather(xh, c_id, gc), gc, parts[0], parts[1], parts[2], part_b)
         gws = [_oihw(_untiled(p, gc)) for p in parts]
         gbs = _untiled(part_b, gc)
