@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ._base import (GradientTransformation, check_learning_rate, check_scalar, check_state,
-                    is_float_array, learning_rate_at, new_count, next_count, zeros_like_params)
-from ._transforms import (ScaleByAdamState, adam_leaf, check_adam_args,
+                    is_float_array, learning_rate_at, new_count, zeros_like_params)
+from ._transforms import (ScaleByAdamState, adam_tree_update, check_adam_args,
                           default_weight_decay_mask, leaves_of, weight_decay_mask_leaves)
 
 __all__ = ["adam", "adamw"]
@@ -63,18 +63,11 @@ def _adam_family(name, learning_rate, b1, b2, eps, eps_root, weight_decay, mask)
         treedef, paths, ref, ups, (mus, nus) = leaves_of(name, grads, params, state.mu, state.nu)
         decay = (weight_decay_mask_leaves(name, mask, params, treedef) if wd != 0.0
                  else [False] * len(ups))
-        t = int(state.count) + 1
-        hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t)
         lr = learning_rate_at(name, learning_rate, state.count)
-        out, new_mu, new_nu = [], [], []
-        for path, g, p, mu, nu, d in zip(paths, ups, ref, mus, nus, decay):
-            if g is not None:
-                like = p if params is not None else (mu if is_float_array(mu) else None)
-                g, mu, nu = adam_leaf(name, path, g, like, mu, nu, hyper, wd if d else 0.0, -lr)
-            out.append(g)
-            new_mu.append(mu)
-            new_nu.append(nu)
-        return treedef.unflatten(out), ScaleByAdamState(
-            next_count(state.count), treedef.unflatten(new_mu), treedef.unflatten(new_nu))
+        likes = [p if params is not None else (mu if is_float_array(mu) else None)
+                 for p, mu in zip(ref, mus)]
+        wds = [wd if d else 0.0 for d in decay]
+        return adam_tree_update(name, treedef, (paths, ups, likes, mus, nus, wds), state.count,
+                                (b1, b2, eps, eps_root), -lr)
 
     return GradientTransformation(init, update)

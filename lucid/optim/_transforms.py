@@ -162,20 +162,31 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     def update(updates, state, params=None):
         check_state(name, state, ScaleByAdamState)
         treedef, paths, _, ups, (mus, nus) = leaves_of(name, updates, params, state.mu, state.nu)
-        t = int(state.count) + 1
-        hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t)
-        out, new_mu, new_nu = [], [], []
-        for path, g, mu, nu in zip(paths, ups, mus, nus):
-            if g is not None:
-                like = mu if is_float_array(mu) else None
-                g, mu, nu = adam_leaf(name, path, g, like, mu, nu, hyper, 0.0, 1.0)
-            out.append(g)
-            new_mu.append(mu)
-            new_nu.append(nu)
-        return treedef.unflatten(out), ScaleByAdamState(
-            next_count(state.count), treedef.unflatten(new_mu), treedef.unflatten(new_nu))
+        likes = [mu if is_float_array(mu) else None for mu in mus]
+        return adam_tree_update(name, treedef, (paths, ups, likes, mus, nus, [0.0] * len(ups)),
+                                state.count, (b1, b2, eps, eps_root), 1.0)
 
     return GradientTransformation(init, update)
+
+
+def adam_tree_update(name, treedef, leaves, count, betas_eps, scale_):
+    """Adam(W) over one tree's leaves: ``(updates, ScaleByAdamState)``.
+
+    ``leaves`` = (paths, updates, likes, mus, nus, weight decays), one entry per leaf;
+    ``betas_eps`` = (b1, b2, eps, eps_root); ``count`` is the state's step count.
+    """
+    b1, b2, eps, eps_root = betas_eps
+    t = int(count) + 1
+    hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t)
+    out, new_mu, new_nu = [], [], []
+    for path, g, like, mu, nu, wd in zip(*leaves):
+        if g is not None:
+            g, mu, nu = adam_leaf(name, path, g, like, mu, nu, hyper, wd, scale_)
+        out.append(g)
+        new_mu.append(mu)
+        new_nu.append(nu)
+    return treedef.unflatten(out), ScaleByAdamState(
+        next_count(count), treedef.unflatten(new_mu), treedef.unflatten(new_nu))
 
 
 def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
