@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import lucid
+import lucid.numpy as lnp
 from lucid.kernels.cpu import conv as K
 from lucid.nn import functional as F
 from lucid.nn._conv import _Geometry, _select_path
@@ -310,3 +311,22 @@ def test_bias_kernels(shape, dtype):
     gb = np.full_like(b, np.nan)
     K.bias_grad(y, gb)
     assert rel_err(gb, y.astype(np.float64).sum(axis=0)) < (1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("pad", [6, 7, 8, 20])
+def test_depthwise_input_grad_padding_wider_than_kernel(pad):
+    """Regression: the stride-1 depthwise input gradient runs the forward kernel with padding
+    kw-1-pad, negative here; it used to write before its output row (heap corruption at 20,
+    a doubled last column at 7). Oracle: each input pixel's gradient is the sum of the taps
+    that land on it."""
+    rng = np.random.default_rng(pad)
+    x = rng.random((1, 16, 3, 3)).astype("f4")
+    w = rng.random((16, 1, 7, 7)).astype("f4")
+    gx = lucid.grad(lambda x: lnp.sum(F.conv2d(x, w, padding=pad, groups=16)))(x)
+    H = W = 3
+    Ho, Wo = H + 2 * pad - 6, W + 2 * pad - 6
+    ref = np.zeros((1, 16, H + 2 * pad, W + 2 * pad))
+    for i in range(7):
+        for j in range(7):
+            ref[:, :, i:i + Ho, j:j + Wo] += w[None, :, 0, i, j, None, None]
+    np.testing.assert_allclose(gx, ref[:, :, pad:pad + H, pad:pad + W], rtol=1e-5)

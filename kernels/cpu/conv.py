@@ -141,7 +141,9 @@ def _row7(xrow, other, acc, pl, wgrad):
     (``wgrad`` True): acc (a weight-gradient row) += the output-gradient row ``other``
     correlated with xrow. Interior outputs go four at a time, the edges one by one."""
     W, Wo = xrow.shape[0], (other.shape[0] if wgrad else acc.shape[0])
-    lo = min(pl, Wo)                       # [lo, hi): outputs whose 7 taps are all inside
+    # [lo, hi): outputs whose 7 taps are all inside. pl < 0 (the flipped-kernel adjoint of a
+    # conv padded wider than its kernel) must not start the blocks before output 0.
+    lo = min(max(pl, 0), Wo)
     hi = max(lo, min(Wo, W - 7 + pl + 1))
     ow = lo
     while ow + 4 <= hi:
