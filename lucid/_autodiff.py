@@ -19,8 +19,10 @@ not primitives): calling a transform inside another raises a clear error.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import threading
 
 import numpy as np
 
@@ -177,25 +179,38 @@ def _is_differentiable(leaf) -> bool:
     return isinstance(leaf, np.ndarray) and leaf.dtype.type in _FLOAT
 
 
-def _backward(roots, free):
+def _backward(roots, free, on_final=None):
     """Run the tape backwards from ``roots`` = [(node, index, cotangent)]; return {node: [ct...]}.
 
     With ``free`` each node drops its closure (and the arrays it saved) once run, which
     keeps a training step's peak memory down; the tape can then be used only once.
+    ``on_final(input_node, cotangent_or_None)`` is called for each differentiated input
+    as soon as every node that reads it has run (what lets a data-parallel run start the
+    all-reduce of early gradients while the rest of the backward goes on).
     """
     cts: dict[_Node, list] = {}
     for node, index, ct in roots:
         _accumulate(cts, node, index, ct)
     nodes, stack, seen = [], [r[0] for r in roots], set()
+    last_reader: dict[_Node, int] = {}  # input node -> smallest id among the nodes reading it
     while stack:
         n = stack.pop()
         if id(n) in seen:
             continue
         seen.add(id(n))
         nodes.append(n)
-        stack.extend(p[0] for p in n.parents if p is not None)
+        for p in n.parents:
+            if p is not None:
+                stack.append(p[0])
+                if p[0].name == "input":
+                    last_reader[p[0]] = min(last_reader.get(p[0], n.id), n.id)
     nodes.sort(key=lambda n: n.id, reverse=True)
+    pending = sorted(last_reader.items(), key=lambda kv: kv[1])  # pop() = highest reader id
     for node in nodes:
+        if on_final is not None:
+            while pending and pending[-1][1] > node.id:
+                done = pending.pop()[0]
+                on_final(done, cts.get(done, [None])[0])
         if node.name == "input" or node not in cts:
             continue  # a differentiated input (kept in cts) or a node no cotangent reached
         if node.vjp is None:
@@ -205,6 +220,9 @@ def _backward(roots, free):
         if free:
             node.vjp = None
         _propagate(node, in_cts, cts)
+    if on_final is not None:
+        for done, _ in reversed(pending):
+            on_final(done, cts.get(done, [None])[0])
     return cts
 
 
@@ -272,18 +290,23 @@ def vjp(f, *primals, has_aux: bool = False):
         raise NotImplementedError("lucid.vjp: nested transforms (grad of grad, or a transform "
                                   "inside a function being differentiated) are not supported")
     trace = _Trace()
-    inputs = []
+    where: dict[_Node, tuple[int, int]] = {}  # input node -> (primal position, leaf index)
 
-    def box(leaf):
-        if isinstance(leaf, Tracer):
-            _check_live(leaf, "vjp")
-        if not _is_differentiable(leaf):
-            return leaf
-        node = _Node(None, (), (leaf.shape,), "input")
-        inputs.append(node)
-        return Tracer(leaf, node, 0, trace)
+    def boxer(pos):
+        count = itertools.count()
 
-    boxed = [_tree.map(box, p) for p in primals]
+        def box(leaf):
+            index = next(count)
+            if isinstance(leaf, Tracer):
+                _check_live(leaf, "vjp")
+            if not _is_differentiable(leaf):
+                return leaf
+            node = _Node(None, (), (leaf.shape,), "input")
+            where[node] = (pos, index)
+            return Tracer(leaf, node, 0, trace)
+        return box
+
+    boxed = [_tree.map(boxer(pos), p) for pos, p in enumerate(primals)]
     _active = trace
     try:
         result = f(*boxed)
@@ -299,11 +322,11 @@ def vjp(f, *primals, has_aux: bool = False):
     out_leaves, out_def = _tree.flatten(result)
     out_values = [_unbox(x, trace) for x in out_leaves]
     out = out_def.unflatten(out_values)
-    vjp_fn = functools.partial(_pullback, boxed, out_leaves, out_def, trace)
+    vjp_fn = functools.partial(_pullback, boxed, out_leaves, out_def, trace, where)
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
 
-def _pullback(boxed, out_leaves, out_def, trace, cotangent, *, _free=False):
+def _pullback(boxed, out_leaves, out_def, trace, where, cotangent, *, _free=False):
     ct_leaves, ct_def = _tree.flatten(cotangent)
     if ct_def != out_def:
         raise ValueError(f"lucid.vjp: cotangent structure {ct_def} does not match the output "
@@ -317,7 +340,19 @@ def _pullback(boxed, out_leaves, out_def, trace, cotangent, *, _free=False):
             raise ValueError(f"lucid.vjp: cotangent shape {c.shape} does not match output "
                              f"shape {o.shape}")
         roots.append((o.node, o.index, c))
-    cts = _backward(roots, _free)
+    hook = getattr(_hooks, "grad_ready", None)
+    on_final = None
+    if hook is not None:
+        reported = set()
+
+        def on_final(node, ct):
+            reported.add(node)
+            shape, dtype = node.shapes[0], _dtype_of(boxed, where[node])
+            hook(*where[node], np.zeros(shape, dtype) if ct is None else ct.astype(dtype, copy=False))
+    cts = _backward(roots, _free, on_final)
+    if hook is not None:  # inputs no output depends on: zero gradients, reported last
+        for node in where.keys() - reported:
+            on_final(node, None)
 
     def grad_of(leaf):
         if not isinstance(leaf, Tracer):
@@ -327,6 +362,33 @@ def _pullback(boxed, out_leaves, out_def, trace, cotangent, *, _free=False):
         return np.zeros_like(leaf.value) if g is None else g.astype(leaf.dtype, copy=False)
 
     return tuple(_tree.map(grad_of, b, is_leaf=lambda x: isinstance(x, Tracer)) for b in boxed)
+
+
+def _dtype_of(boxed, position):
+    pos, index = position
+    return _tree.leaves(boxed[pos], is_leaf=lambda x: isinstance(x, Tracer))[index].dtype
+
+
+_hooks = threading.local()
+
+
+@contextlib.contextmanager
+def grad_ready_hook(fn):
+    """Within this context, every ``vjp``/``grad`` backward pass on this thread calls
+    ``fn(argument_position, leaf_index, gradient)`` once per differentiated leaf, as soon as
+    that leaf's gradient is final (before the rest of the backward has run).
+
+    ``argument_position`` counts the differentiated arguments (0 for ``argnums=0``);
+    ``leaf_index`` is the leaf's position in ``lucid.tree.leaves`` of that argument. The
+    gradient array must not be modified in place by ``fn``. This is the seam that
+    ``lucid.distributed`` uses to overlap its gradient all-reduce with the backward.
+    """
+    previous = getattr(_hooks, "grad_ready", None)
+    _hooks.grad_ready = fn
+    try:
+        yield
+    finally:
+        _hooks.grad_ready = previous
 
 
 def _check_argnums(argnums, fname):

@@ -252,3 +252,24 @@ def test_tracer_iteration_and_len():
     x = rand((2, 3))
     g = lucid.grad(f)(x)
     np.testing.assert_allclose(g, x[::-1])
+
+
+def test_grad_ready_hook_reports_each_leaf_once_when_final():
+    """The seam lucid.distributed overlaps its all-reduce with: a leaf is reported as soon
+    as no node left in the backward reads it (b before a here), with its final gradient."""
+    from lucid._autodiff import grad_ready_hook
+    p = {"a": np.ones(3, np.float32), "b": np.full(2, 2.0, np.float32),
+         "c": np.zeros(1, np.float32), "n": np.arange(2)}
+    calls = []
+
+    def f(p):
+        h = lnp.sum(p["a"] * 3.0)
+        return lnp.sum(p["b"] * h)
+
+    with grad_ready_hook(lambda pos, i, g: calls.append((pos, i, g.copy()))):
+        grads = lucid.grad(f)(p)
+    assert [c[:2] for c in calls] == [(0, 1), (0, 0), (0, 2)]   # b, a, then untouched c
+    np.testing.assert_array_equal(calls[0][2], [9.0, 9.0])     # d/db = sum(3a) = 9
+    np.testing.assert_array_equal(calls[1][2], [12.0] * 3)     # d/da = 3 * sum(b) = 12
+    np.testing.assert_array_equal(calls[2][2], [0.0])
+    np.testing.assert_array_equal(grads["a"], calls[1][2])
