@@ -1,21 +1,14 @@
-"""Reverse-mode differentiation: primitives, tracing, ``vjp``, ``grad`` and ``value_and_grad``.
+"""Reverse-mode differentiation: ``vjp``, ``grad``, ``value_and_grad`` over primitives.
 
-A *primitive* is a function over raw NumPy arrays that returns its output together
-with a VJP closure (micrograd style: the forward and the backward read together)::
+``grad`` is a transformation interpreted by :class:`GradTrace`: each primitive applied
+to a traced value is evaluated on the underlying values (arrays when eager, abstract
+values inside ``lucid.jit``) and recorded as a tape node holding the primitive, its
+static parameters and the values its VJP rule reads. The backward pass walks the tape
+in reverse creation order and calls each primitive's VJP rule, which binds other
+primitives, so under ``jit`` the whole backward is recorded into the program too.
 
-    @primitive
-    def exp(x):
-        y = K.exp_fwd(x)
-        return y, lambda g: (K.exp_bwd(g, y),)
-
-Outside a transform a primitive just runs its forward kernel. Inside ``vjp`` the
-differentiable inputs are wrapped in :class:`Tracer` objects; a primitive that sees a
-tracer unwraps its arguments, runs the forward and records a tape node holding the
-closure. The backward pass walks the tape in reverse creation order and frees each
-node's saved arrays as soon as its closure has run.
-
-Only first-order reverse mode is supported (the backward kernels are Numba code,
-not primitives): calling a transform inside another raises a clear error.
+Only first-order reverse mode is supported: the backward primitives (``<op>_bwd``)
+have no VJP rule of their own, and differentiating one raises a clear error.
 """
 from __future__ import annotations
 
@@ -28,171 +21,178 @@ import numpy as np
 
 from . import _buffers
 from ._backend import kernels
+from ._core import Primitive, Trace, Tracer, aval_of, bind
 from . import tree as _tree
 
-__all__ = ["Tracer", "primitive", "vjp", "grad", "value_and_grad", "stop_gradient", "is_tracer"]
+__all__ = ["Tracer", "primitive", "vjp", "grad", "value_and_grad", "stop_gradient",
+           "is_tracer", "needs_grad", "grad_ready_hook"]
 
 _FLOAT = (np.float32, np.float64)
-_active = None            # the trace being recorded, or None
 _ids = itertools.count()  # creation order of tape nodes = a topological order
 
 
-class _Trace:
-    __slots__ = ("live",)
-
-    def __init__(self):
-        self.live = True
-
-
 class _Node:
-    """One recorded primitive application (or a differentiated input when ``vjp`` is None)."""
+    """One recorded primitive application (or a differentiated input when ``prim`` is None)."""
 
-    __slots__ = ("id", "vjp", "parents", "shapes", "name", "multi")
+    __slots__ = ("id", "prim", "params", "inputs", "results", "needs", "parents", "avals",
+                 "closure")
 
-    def __init__(self, vjp_fn, parents, shapes, name, multi=False):
+    def __init__(self, prim, params, inputs, results, needs, parents, avals, closure=None):
         self.id = next(_ids)
-        self.vjp, self.parents, self.shapes, self.name = vjp_fn, parents, shapes, name
-        self.multi = multi  # the primitive returned a tuple: its VJP gets a tuple
+        self.prim, self.params, self.inputs, self.results = prim, params, inputs, results
+        self.needs, self.parents, self.avals, self.closure = needs, parents, avals, closure
 
 
-class Tracer:
-    """A traced array inside a lucid transform. Use lucid's operations on it, not NumPy's."""
+class GradTracer(Tracer):
+    """A value being differentiated: its primal value and the tape node that made it."""
 
-    __slots__ = ("value", "node", "index", "trace")
-    __array_priority__ = 1000
+    __slots__ = ("primal", "node", "index")
 
-    def __init__(self, value, node, index, trace):
-        self.value, self.node, self.index, self.trace = value, node, index, trace
+    def __init__(self, trace, primal, node, index):
+        self.trace, self.primal, self.node, self.index = trace, primal, node, index
+        self.aval = aval_of(primal)
 
-    shape = property(lambda self: self.value.shape)
-    dtype = property(lambda self: self.value.dtype)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-
-    def __len__(self):
-        return len(self.value)
-
-    def __repr__(self):
-        return f"Tracer(shape={self.value.shape}, dtype={self.value.dtype})"
-
-    # Python-level conversions are allowed (as under jax.grad without jit); they carry no gradient.
-    def __float__(self):
-        return float(self.value)
-
-    def __int__(self):
-        return int(self.value)
-
-    def __bool__(self):
-        return bool(self.value)
-
-    def __array__(self, *args, **kwargs):
-        raise TypeError(_numpy_error("np.asarray / np.array"))
-
-    def __array_function__(self, func, types, args, kwargs):
-        raise TypeError(_numpy_error(f"np.{func.__name__}", func.__name__))
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        op = _UFUNC_OPS.get(ufunc.__name__)
-        if method == "__call__" and not kwargs and op is not None:
-            from . import numpy as lnp  # `ndarray * tracer` lands here: route it to lucid
-            return getattr(lnp, op)(*inputs)
-        raise TypeError(_numpy_error(f"np.{ufunc.__name__}", ufunc.__name__))
+    @property
+    def value(self):
+        raise TypeError(
+            "lucid: the raw value of a traced array is not available inside grad/vjp: a NumPy "
+            "computation on it would silently drop the gradient. Use lucid.numpy on the "
+            "traced array itself (or lucid.stop_gradient for a deliberate constant).")
 
 
-_UFUNC_OPS = {"add": "add", "subtract": "subtract", "multiply": "multiply",
-              "true_divide": "divide", "divide": "divide", "power": "power",
-              "negative": "negative", "matmul": "matmul", "maximum": "maximum",
-              "minimum": "minimum",
-              # `ndarray < tracer` reaches the ufunc before Tracer.__gt__ can answer
-              "less": "less", "less_equal": "less_equal", "greater": "greater",
-              "greater_equal": "greater_equal", "equal": "equal", "not_equal": "not_equal"}
+class GradTrace(Trace):
+    kind = "grad"
+
+    def process(self, prim, args, params):
+        primals, parents, needs = [], [], []
+        for a in args:
+            mine = isinstance(a, GradTracer) and a.trace is self
+            primals.append(a.primal if mine else a)
+            parents.append((a.node, a.index) if mine else None)
+            needs.append(mine)
+        if prim.legacy is not None:
+            return self._process_legacy(prim, primals, parents, needs, params)
+        if prim.vjp is None:
+            raise NotImplementedError(
+                f"lucid: {prim.name} has no VJP rule (it is a backward or non-differentiable "
+                "primitive); higher-order derivatives are not supported")
+        out = bind(prim, *primals, **params)
+        outs = out if prim.multiple_results else (out,)
+        inputs, results = _saved(prim, primals, outs)
+        node = _Node(prim, params, inputs, results, tuple(needs), tuple(parents),
+                     tuple(aval_of(o) for o in outs))
+        boxed = tuple(GradTracer(self, o, node, i) for i, o in enumerate(outs))
+        return boxed if prim.multiple_results else boxed[0]
+
+    def _process_legacy(self, prim, primals, parents, needs, params):
+        for p in primals:
+            if isinstance(p, GradTracer):
+                raise NotImplementedError(f"lucid: {prim.name} does not support nested "
+                                          "transforms (higher-order derivatives)")
+            if isinstance(p, Tracer):
+                raise NotImplementedError(f"lucid.jit: {prim.name} is not yet a traceable "
+                                          "primitive (no shape rule); call it outside jit")
+        out, closure = prim.legacy(*primals, **params)
+        multi = isinstance(out, tuple)
+        outs = out if multi else (out,)
+        node = _Node(prim, multi, None, None, tuple(needs), tuple(parents),
+                     tuple(aval_of(o) for o in outs), closure)
+        boxed = tuple(GradTracer(self, o, node, i) for i, o in enumerate(outs))
+        return boxed if multi else boxed[0]
 
 
-def _numpy_error(what: str, name: str | None = None) -> str:
-    hint = f" Use lucid.numpy.{name} instead." if name else " Use lucid.numpy functions instead."
-    return (f"{what} was called on a traced array inside a lucid transform (grad/vjp); NumPy "
-            f"cannot see the tape, so the gradient would be silently lost.{hint}")
+def _saved(prim, inputs, outs):
+    """The inputs and results the VJP rule reads; the others are replaced by their abstract
+    values (shape and dtype only), so their memory is freed as early as eager code frees it."""
+    if prim.saves is None:
+        return tuple(inputs), tuple(outs)
+    keep_in, keep_out = prim.saves
+    return (tuple(a if i in keep_in else aval_of(a) for i, a in enumerate(inputs)),
+            tuple(o if i in keep_out else aval_of(o) for i, o in enumerate(outs)))
 
 
 def is_tracer(x) -> bool:
-    """True when ``x`` is a traced array inside a transform."""
+    """True when ``x`` is a traced array inside a transform (grad, vjp or jit)."""
     return isinstance(x, Tracer)
 
 
-def _check_live(t: Tracer, opname: str):
-    if not t.trace.live:
-        raise RuntimeError(f"lucid.{opname}: got a traced array that escaped its transform "
-                           "(a Tracer stored outside the function being differentiated)")
+def needs_grad(x) -> bool:
+    """True when ``x`` is being differentiated by an enclosing ``grad``/``vjp``."""
+    return isinstance(x, GradTracer)
 
 
 def primitive(fn=None, *, name: str | None = None):
-    """Register a differentiable primitive.
+    """Register an old-style primitive: ``fn(*arrays, **static) -> (out, vjp_closure)``.
 
-    ``fn(*arrays, **static)`` receives raw NumPy arrays (positional) and static
-    options (keyword) and returns ``(out, vjp)``: ``out`` is an array or a tuple of
-    arrays; ``vjp(g)`` gets the output cotangent (a tuple, with ``None`` for unused
-    outputs, when ``out`` is a tuple) and returns one cotangent (or ``None``) per
-    positional argument.
+    Such a primitive runs eagerly and under ``grad``, but has no shape rule, so
+    ``lucid.jit`` cannot trace it; new primitives are :class:`lucid._core.Primitive`
+    objects (shape rule, impl into given outputs, VJP rule of primitive calls).
     """
     if fn is None:
         return functools.partial(primitive, name=name)
-    opname = name or fn.__name__
+    prim = Primitive(name or fn.__name__)
+    prim.legacy = fn
 
     @functools.wraps(fn)
     def op(*args, **kwargs):
-        trace = _active
-        if trace is None:
-            for a in args:
-                if isinstance(a, Tracer):
-                    _check_live(a, opname)
-            return fn(*args, **kwargs)[0]
-        raw, parents, traced = [], [], False
-        for a in args:
-            if isinstance(a, Tracer):
-                _check_live(a, opname)
-                raw.append(a.value)
-                parents.append((a.node, a.index))
-                traced = True
-            else:
-                raw.append(a)
-                parents.append(None)
-        if not traced:
-            return fn(*raw, **kwargs)[0]
-        out, vjp_fn = fn(*raw, **kwargs)
-        multi = isinstance(out, tuple)
-        outs = out if multi else (out,)
-        node = _Node(vjp_fn, tuple(parents), tuple(o.shape for o in outs), opname, multi)
-        boxed = tuple(Tracer(o, node, i, trace) for i, o in enumerate(outs))
-        return boxed if multi else boxed[0]
+        return bind(prim, *args, **kwargs)
 
-    op.primitive = fn
+    op.primitive = prim
     return op
 
 
-@primitive
+stop_gradient_p = Primitive("stop_gradient", view=True)
+stop_gradient_p.def_abstract(lambda x: x)
+stop_gradient_p.def_impl(lambda x: x)
+stop_gradient_p.def_vjp(lambda cts, x, **_: (None,))
+
+
 def stop_gradient(x):
     """The identity whose gradient is zero."""
-    return x, lambda g: (None,)
+    return bind(stop_gradient_p, x)
 
 
-def _is_differentiable(leaf) -> bool:
-    return isinstance(leaf, np.ndarray) and leaf.dtype.type in _FLOAT
-
+# ----------------------------------------------------------------------------- backward
 
 def _backward(roots, free, on_final=None):
     """Run the tape backwards from ``roots`` = [(node, index, cotangent)]; return {node: [ct...]}.
 
-    With ``free`` each node drops its closure (and the arrays it saved) once run, which
-    keeps a training step's peak memory down; the tape can then be used only once.
-    ``on_final(input_node, cotangent_or_None)`` is called for each differentiated input
-    as soon as every node that reads it has run (what lets a data-parallel run start the
-    all-reduce of early gradients while the rest of the backward goes on).
+    With ``free`` each node drops the values it saved once run, which keeps a training
+    step's peak memory down; the tape can then be used only once. ``on_final(input_node,
+    cotangent_or_None)`` is called for each differentiated input as soon as every node
+    that reads it has run (what lets a data-parallel run start the all-reduce of early
+    gradients while the rest of the backward goes on).
     """
-    cts: dict[_Node, list] = {}
+    cts: dict = {}
     for node, index, ct in roots:
         _accumulate(cts, node, index, ct)
-    nodes, stack, seen = [], [r[0] for r in roots], set()
-    last_reader: dict[_Node, int] = {}  # input node -> smallest id among the nodes reading it
+    nodes, last_reader = _reachable(roots)
+    pending = sorted(last_reader.items(), key=lambda kv: kv[1])  # pop() = highest reader id
+    for node in nodes:
+        while on_final is not None and pending and pending[-1][1] > node.id:
+            done = pending.pop()[0]
+            on_final(done, cts.get(done, [None])[0])
+        if node.prim is None or node not in cts:
+            continue  # a differentiated input (kept in cts) or a node no cotangent reached
+        slot = cts.pop(node)
+        in_cts = _run_rule(node, slot)
+        if free:
+            node.inputs = node.results = node.closure = None
+            node.prim = _CONSUMED
+        _propagate(node, in_cts, cts)
+    if on_final is not None:
+        for done, _ in reversed(pending):
+            on_final(done, cts.get(done, [None])[0])
+    return cts
+
+
+_CONSUMED = Primitive("consumed")
+
+
+def _reachable(roots):
+    """Tape nodes reachable from the roots, newest first, and for each differentiated
+    input the smallest id among the nodes reading it."""
+    nodes, stack, seen, last_reader = [], [r[0] for r in roots], set(), {}
     while stack:
         n = stack.pop()
         if id(n) in seen:
@@ -202,52 +202,44 @@ def _backward(roots, free, on_final=None):
         for p in n.parents:
             if p is not None:
                 stack.append(p[0])
-                if p[0].name == "input":
+                if p[0].prim is None:
                     last_reader[p[0]] = min(last_reader.get(p[0], n.id), n.id)
     nodes.sort(key=lambda n: n.id, reverse=True)
-    pending = sorted(last_reader.items(), key=lambda kv: kv[1])  # pop() = highest reader id
-    for node in nodes:
-        if on_final is not None:
-            while pending and pending[-1][1] > node.id:
-                done = pending.pop()[0]
-                on_final(done, cts.get(done, [None])[0])
-        if node.name == "input" or node not in cts:
-            continue  # a differentiated input (kept in cts) or a node no cotangent reached
-        if node.vjp is None:
-            raise RuntimeError("lucid.vjp: this tape was already consumed by a one-shot backward")
-        slot = cts.pop(node)
-        in_cts = node.vjp(tuple(slot) if node.multi else slot[0])
-        if free:
-            node.vjp = None
-        _propagate(node, in_cts, cts)
-    if on_final is not None:
-        for done, _ in reversed(pending):
-            on_final(done, cts.get(done, [None])[0])
-    return cts
+    return nodes, last_reader
+
+
+def _run_rule(node, slot):
+    if node.prim is _CONSUMED:
+        raise RuntimeError("lucid.vjp: this tape was already consumed by a one-shot backward")
+    if node.closure is not None:  # old-style primitive: its closure holds what it needs
+        return node.closure(tuple(slot) if node.params else slot[0])
+    return node.prim.vjp(tuple(slot), *node.inputs, results=node.results, needs=node.needs,
+                         **node.params)
 
 
 def _propagate(node, in_cts, cts):
     if len(in_cts) != len(node.parents):
-        raise RuntimeError(f"lucid internal error: VJP of {node.name} returned {len(in_cts)} "
-                           f"cotangents for {len(node.parents)} inputs")
+        raise RuntimeError(f"lucid internal error: VJP of {node.prim.name} returned "
+                           f"{len(in_cts)} cotangents for {len(node.parents)} inputs")
     for parent, ct in zip(node.parents, in_cts):
         if parent is None or ct is None:
             continue
         pnode, pindex = parent
-        if ct.shape != pnode.shapes[pindex]:
-            raise RuntimeError(f"lucid internal error: VJP of {node.name} returned a cotangent of "
-                               f"shape {ct.shape} for an input of shape {pnode.shapes[pindex]}")
+        if tuple(ct.shape) != pnode.avals[pindex].shape:
+            raise RuntimeError(f"lucid internal error: VJP of {node.prim.name} returned a "
+                               f"cotangent of shape {ct.shape} for an input of shape "
+                               f"{pnode.avals[pindex].shape}")
         _accumulate(cts, pnode, pindex, ct)
 
 
 def _accumulate(cts, node, index, ct):
     slot = cts.get(node)
     if slot is None:
-        slot = cts[node] = [None] * len(node.shapes)
-    slot[index] = ct if slot[index] is None else _add(slot[index], ct)
+        slot = cts[node] = [None] * len(node.avals)
+    slot[index] = ct if slot[index] is None else add_cotangents(slot[index], ct)
 
 
-def _add(a, b):
+def add_cotangents(a, b):
     """a + b for two cotangents of one value (every residual connection meets one). A big
     sum runs in the parallel add kernel into a pooled buffer: NumPy's add is one thread
     into fresh memory, whose page faults cost more than the add (18 sums of up to 19 MB
@@ -259,15 +251,33 @@ def _add(a, b):
         flat = (1, 1, 1, a.size)
         kernels("binary").add_fwd(a.reshape(flat), b.reshape(flat), out.reshape(flat))
         return out
+    if isinstance(a, Tracer) or isinstance(b, Tracer):
+        from .numpy import add
+        return add(a, b)
     return a + b
 
 
+# ----------------------------------------------------------------------------- vjp
+
 def _unbox(x, trace):
-    if isinstance(x, Tracer):
-        if x.trace is not trace:
-            _check_live(x, "vjp")
-        return x.value
+    if isinstance(x, GradTracer) and x.trace is trace:
+        return x.primal
     return x
+
+
+def _as_primal(leaf, fname):
+    """Python and NumPy float scalars are differentiable inputs (as in JAX)."""
+    if isinstance(leaf, float):
+        return np.asarray(leaf, np.float32)
+    if isinstance(leaf, np.floating) and leaf.dtype.type in _FLOAT:
+        return np.asarray(leaf)
+    return leaf
+
+
+def _is_differentiable(leaf) -> bool:
+    if isinstance(leaf, Tracer):
+        return leaf.dtype.type in _FLOAT
+    return isinstance(leaf, np.ndarray) and leaf.dtype.type in _FLOAT
 
 
 def vjp(f, *primals, has_aux: bool = False):
@@ -275,44 +285,24 @@ def vjp(f, *primals, has_aux: bool = False):
 
     Args:
       f: a function of pytrees of arrays built from lucid operations.
-      *primals: the arguments; float32/float64 array leaves are differentiated, every
-        other leaf (integer arrays, keys, Python scalars, None) is passed through.
+      *primals: the arguments; float32/float64 array leaves (and Python/NumPy float
+        scalars) are differentiated, every other leaf (integer arrays, keys, None) is
+        passed through.
       has_aux: ``f`` returns ``(out, aux)``; ``aux`` is returned as is, not differentiated.
     Returns:
       ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``. ``vjp_fn(cotangent)`` takes a pytree
       shaped like ``out`` and returns a tuple with one pytree per primal, shaped like it
       (``None`` at non-differentiable leaves).
     """
-    global _active
     if not callable(f):
         raise TypeError(f"lucid.vjp: expected a callable, got {type(f).__name__}")
-    if _active is not None:
-        raise NotImplementedError("lucid.vjp: nested transforms (grad of grad, or a transform "
-                                  "inside a function being differentiated) are not supported")
-    trace = _Trace()
-    where: dict[_Node, tuple[int, int]] = {}  # input node -> (primal position, leaf index)
-
-    def boxer(pos):
-        count = itertools.count()
-
-        def box(leaf):
-            index = next(count)
-            if isinstance(leaf, Tracer):
-                _check_live(leaf, "vjp")
-            if not _is_differentiable(leaf):
-                return leaf
-            node = _Node(None, (), (leaf.shape,), "input")
-            where[node] = (pos, index)
-            return Tracer(leaf, node, 0, trace)
-        return box
-
-    boxed = [_tree.map(boxer(pos), p) for pos, p in enumerate(primals)]
-    _active = trace
+    trace = GradTrace()
+    where: dict = {}  # input node -> (primal position, leaf index)
     try:
+        boxed = [_tree.map(_boxer(trace, pos, where), p) for pos, p in enumerate(primals)]
         result = f(*boxed)
     finally:
-        _active = None
-        trace.live = False
+        trace.close()
     if has_aux:
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError("lucid.vjp: with has_aux=True the function must return a pair "
@@ -320,10 +310,23 @@ def vjp(f, *primals, has_aux: bool = False):
         result, aux = result
         aux = _tree.map(lambda x: _unbox(x, trace), aux)
     out_leaves, out_def = _tree.flatten(result)
-    out_values = [_unbox(x, trace) for x in out_leaves]
-    out = out_def.unflatten(out_values)
+    out = out_def.unflatten([_unbox(x, trace) for x in out_leaves])
     vjp_fn = functools.partial(_pullback, boxed, out_leaves, out_def, trace, where)
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def _boxer(trace, pos, where):
+    count = itertools.count()
+
+    def box(leaf):
+        index = next(count)
+        leaf = _as_primal(leaf, "vjp")
+        if not _is_differentiable(leaf):
+            return leaf
+        node = _Node(None, None, None, None, (), (), (aval_of(leaf),))
+        where[node] = (pos, index)
+        return GradTracer(trace, leaf, node, 0)
+    return box
 
 
 def _pullback(boxed, out_leaves, out_def, trace, where, cotangent, *, _free=False):
@@ -333,43 +336,73 @@ def _pullback(boxed, out_leaves, out_def, trace, where, cotangent, *, _free=Fals
                          f"structure {out_def}")
     roots = []
     for o, c in zip(out_leaves, ct_leaves):
-        if not isinstance(o, Tracer) or o.trace is not trace:
+        if not (isinstance(o, GradTracer) and o.trace is trace):
             continue  # an output that does not depend on the inputs
-        c = np.asarray(c, dtype=o.dtype)
-        if c.shape != o.shape:
-            raise ValueError(f"lucid.vjp: cotangent shape {c.shape} does not match output "
+        if not isinstance(c, Tracer):
+            c = np.asarray(c, dtype=o.dtype)
+        if tuple(c.shape) != o.shape:
+            raise ValueError(f"lucid.vjp: cotangent shape {tuple(c.shape)} does not match output "
                              f"shape {o.shape}")
         roots.append((o.node, o.index, c))
-    hook = getattr(_hooks, "grad_ready", None)
-    on_final = None
-    if hook is not None:
-        reported = set()
-
-        def on_final(node, ct):
-            reported.add(node)
-            shape, dtype = node.shapes[0], _dtype_of(boxed, where[node])
-            hook(*where[node], np.zeros(shape, dtype) if ct is None else ct.astype(dtype, copy=False))
+    on_final, finish = _hook_reporter(boxed, where)
     cts = _backward(roots, _free, on_final)
-    if hook is not None:  # inputs no output depends on: zero gradients, reported last
-        for node in where.keys() - reported:
-            on_final(node, None)
+    finish()
 
     def grad_of(leaf):
-        if not isinstance(leaf, Tracer):
+        if not isinstance(leaf, GradTracer):
             return None
         slot = cts.get(leaf.node)
         g = slot[0] if slot is not None else None
-        return np.zeros_like(leaf.value) if g is None else g.astype(leaf.dtype, copy=False)
+        return _zeros(leaf.primal) if g is None else _cast(g, leaf.dtype)
 
     return tuple(_tree.map(grad_of, b, is_leaf=lambda x: isinstance(x, Tracer)) for b in boxed)
 
 
-def _dtype_of(boxed, position):
-    pos, index = position
-    return _tree.leaves(boxed[pos], is_leaf=lambda x: isinstance(x, Tracer))[index].dtype
+def _zeros(like):
+    """Zeros shaped like ``like`` (an array, or an abstract value inside jit)."""
+    if isinstance(like, Tracer):
+        from .numpy import zeros_like
+        return zeros_like(like)
+    return np.zeros(like.shape, like.dtype)
+
+
+def _cast(g, dtype):
+    if g.dtype == dtype:
+        return g
+    if isinstance(g, Tracer):
+        from .numpy import astype
+        return astype(g, dtype)
+    return g.astype(dtype)
 
 
 _hooks = threading.local()
+
+
+def _hook_reporter(boxed, where):
+    """(on_final, finish) calling the active grad-ready hook, or (None, no-op)."""
+    hook = getattr(_hooks, "grad_ready", None)
+    if hook is None:
+        return None, lambda: None
+    reported = set()
+    leaves = [_tree.leaves(b, is_leaf=lambda x: isinstance(x, Tracer)) for b in boxed]
+
+    def on_final(node, ct):
+        reported.add(node)
+        pos, index = where[node]
+        like = _find_leaf(leaves[pos], node)
+        hook(pos, index, _zeros(like.primal) if ct is None else _cast(ct, like.dtype))
+
+    def finish():  # inputs no output depends on: zero gradients, reported last
+        for node in sorted(where.keys() - reported, key=lambda n: n.id):
+            on_final(node, None)
+    return on_final, finish
+
+
+def _find_leaf(leaves, node):
+    for leaf in leaves:
+        if isinstance(leaf, GradTracer) and leaf.node is node:
+            return leaf
+    raise RuntimeError("lucid internal error: differentiated input not found")
 
 
 @contextlib.contextmanager
@@ -379,9 +412,11 @@ def grad_ready_hook(fn):
     that leaf's gradient is final (before the rest of the backward has run).
 
     ``argument_position`` counts the differentiated arguments (0 for ``argnums=0``);
-    ``leaf_index`` is the leaf's position in ``lucid.tree.leaves`` of that argument. The
-    gradient array must not be modified in place by ``fn``. This is the seam that
+    ``leaf_index`` is the leaf's position in ``lucid.tree.leaves`` of that argument. ``fn``
+    must copy what it keeps and not modify the gradient in place. This is the seam that
     ``lucid.distributed`` uses to overlap its gradient all-reduce with the backward.
+    Inside ``lucid.jit`` the hook runs when the compiled program has produced the
+    gradient (an effect of the program, in program order).
     """
     previous = getattr(_hooks, "grad_ready", None)
     _hooks.grad_ready = fn
@@ -391,16 +426,35 @@ def grad_ready_hook(fn):
         _hooks.grad_ready = previous
 
 
+def active_grad_hook():
+    """The grad-ready hook active on this thread, or None (part of lucid.jit's cache key)."""
+    return getattr(_hooks, "grad_ready", None)
+
+
+# ----------------------------------------------------------------------------- grad
+
 def _check_argnums(argnums, fname):
     if isinstance(argnums, (bool, np.bool_)):
         raise TypeError(f"lucid.{fname}: argnums must be an int or a tuple of ints, got {argnums!r}")
     if isinstance(argnums, (int, np.integer)):
         return (int(argnums),), True
     if isinstance(argnums, (tuple, list)) and argnums and all(
-            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in argnums):
+            isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
+            for a in argnums):
         return tuple(int(a) for a in argnums), False
     raise TypeError(f"lucid.{fname}: argnums must be an int or a non-empty tuple of ints, "
                     f"got {argnums!r}")
+
+
+def _check_differentiable_arg(arg, position, fname):
+    """JAX refuses integer and boolean arguments to grad; so does lucid (a clear error
+    instead of a silent None or zero)."""
+    if isinstance(arg, (bool, np.bool_, int, np.integer)) or (
+            isinstance(arg, (np.ndarray, Tracer)) and arg.dtype.kind in "biu"):
+        dtype = getattr(arg, "dtype", type(arg).__name__)
+        raise TypeError(f"lucid.{fname}: argument {position} is differentiated (argnums) but has "
+                        f"integer/bool type {dtype}; grad needs float32/float64 inputs. Cast it "
+                        "(x.astype(np.float32)) or leave it out of argnums.")
 
 
 def value_and_grad(f, argnums=0, has_aux: bool = False):
@@ -408,7 +462,8 @@ def value_and_grad(f, argnums=0, has_aux: bool = False):
 
     Args:
       f: a function returning a scalar (0-d float array), or ``(scalar, aux)`` with has_aux.
-      argnums: which positional argument(s) to differentiate (int or tuple of ints).
+      argnums: which positional argument(s) to differentiate (int or tuple of ints; a
+        repeated position gets its gradient repeated, as in JAX).
       has_aux: whether ``f`` returns ``(value, aux)``.
     Returns:
       a function returning ``(value, grads)`` or ``((value, aux), grads)``; ``grads`` is
@@ -425,29 +480,41 @@ def value_and_grad(f, argnums=0, has_aux: bool = False):
                 raise ValueError(f"lucid.grad: argnums={argnums} is out of range for a call with "
                                  f"{len(args)} positional argument(s)")
         idx = [a % len(args) for a in nums]
+        unique = list(dict.fromkeys(idx))
+        for i in unique:
+            _check_differentiable_arg(args[i], i, "grad")
 
         def partial_f(*diff):
             full = list(args)
-            for i, d in zip(idx, diff):
+            for i, d in zip(unique, diff):
                 full[i] = d
             return f(*full, **kwargs)
 
-        res = vjp(partial_f, *[args[i] for i in idx], has_aux=has_aux)
+        res = vjp(partial_f, *[args[i] for i in unique], has_aux=has_aux)
         out, vjp_fn = res[0], res[1]
         value = _check_scalar(out)
-        grads = vjp_fn(np.ones_like(value), _free=True)
+        seed = np.ones((), value.dtype) if not isinstance(value, Tracer) else _ones_like(value)
+        grads = vjp_fn(seed, _free=True)
+        by_position = dict(zip(unique, grads))
+        grads = tuple(by_position[i] for i in idx)
         value_out = (value, res[2]) if has_aux else value
         return value_out, (grads[0] if single else grads)
 
     return wrapped
 
 
+def _ones_like(t):
+    from .numpy import ones_like
+    return ones_like(t)
+
+
 def _check_scalar(out):
     if isinstance(out, (float, int)) and not isinstance(out, bool):
         out = np.asarray(out, np.float32)
-    if not (isinstance(out, np.ndarray) and out.shape == () and out.dtype.type in _FLOAT):
-        got = (f"array of shape {out.shape} and dtype {out.dtype}" if isinstance(out, np.ndarray)
-               else type(out).__name__)
+    ok = isinstance(out, (np.ndarray, Tracer)) and out.shape == () and out.dtype.type in _FLOAT
+    if not ok:
+        got = (f"array of shape {tuple(out.shape)} and dtype {out.dtype}"
+               if isinstance(out, (np.ndarray, Tracer)) else type(out).__name__)
         raise TypeError(f"lucid.grad: the function must return a scalar float (a 0-d float32/"
                         f"float64 array, e.g. from lucid.numpy.mean), got {got}")
     return out

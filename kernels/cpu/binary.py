@@ -225,10 +225,12 @@ def divide_bwd_y(gx, out, res):
 
 @pjit
 def power_bwd(g, x, y, out, gx, gy):
-    """gx = g * y * x**(y-1) (0 where y == 0); gy = g * out * log(x) (0 where x == 0)."""
+    """JAX's rules for a float exponent (lax._pow_jvp_lhs / _pow_jvp_rhs): gx = g * y *
+    x**(y-1) with no special case (nan at x == y == 0, as 0 * inf); gy = g * out * log(x)
+    with log(0) replaced by 0 (so 0 where x == 0) and nan where x < 0."""
     for i in numba.prange(g.size):
         a, b = x[i], y[i]
-        gx[i] = 0.0 if b == 0 else g[i] * b * a ** (b - 1)
+        gx[i] = g[i] * b * a ** (b - 1)
         if a == 0:
             gy[i] = 0.0
         elif a > 0:

@@ -99,10 +99,9 @@ def abs_fwd(x, out):
 
 @pjit
 def abs_bwd(g, x, out):
-    # d|x|/dx = sign(x), with sign(0) = 0 as in JAX.
+    # JAX's rule (lax._abs_jvp_rule: select(x >= 0, g, -g)): +g at 0 and -0, -g at NaN.
     for i in numba.prange(g.size):
-        v = x[i]
-        out[i] = g[i] if v > 0 else (-g[i] if v < 0 else 0.0)
+        out[i] = g[i] if x[i] >= 0 else -g[i]
 
 
 @pjit

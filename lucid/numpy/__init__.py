@@ -5,7 +5,8 @@ is float32 (default) or float64. See ``_core`` for the dtype rules.
 """
 from . import _tracer_methods  # noqa: F401 - attaches operators/methods to Tracer
 from ._binary import (add, clip, divide, equal, greater, greater_equal, less, less_equal,
-                      maximum, minimum, multiply, not_equal, power, subtract, true_divide, where)
+                      logical_and, logical_not, logical_or, logical_xor, maximum, minimum,
+                      multiply, not_equal, power, subtract, true_divide, where)
 from ._core import astype
 from ._creation import (arange, array, asarray, bool_, e, eye, float32, float64, full,
                         full_like, inf, int32, int64, nan, ndarray, ones, ones_like, pi, zeros,
@@ -24,6 +25,7 @@ __all__ = [
     "square",
     # comparisons (bool ndarrays, no gradient)
     "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_xor", "logical_not",
     # reductions
     "sum", "mean", "max", "min", "amax", "amin", "var",
     # shapes and indexing

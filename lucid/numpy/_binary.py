@@ -1,158 +1,154 @@
 """Broadcasting binary primitives, ``where`` and (non-differentiable) comparisons.
 
 Every VJP sums the cotangent over the broadcast axes (:func:`sum_to_shape`). The
-static ``need`` flags say which operands are traced, so no work is spent on the
-cotangent of a constant (``x * 2.0``, ``x @ data``).
+``needs`` flags (from the grad transform) say which operands are differentiated, so no
+work is spent on the cotangent of a constant (``x * 2.0``, ``x @ data``).
 """
 import numpy as np
 
-from .._autodiff import Tracer, primitive
+from .._core import Primitive, Tracer, aval, bind
 from .._backend import kernels
-from ._broadcast import broadcast_apply, materialize, sum_product_to_shape, sum_to_shape
+from ._broadcast import broadcast_apply, sum_product_to_shape, sum_to_shape
 from ._core import broadcast_shapes, contig, convert, err, result_dtype
-from ._unary import K as KE
-from ._unary import flat_apply
+from ._unary import flat_primitive, negative_p
 
 K = kernels("binary")
 
 
 def _prepare(opname, *xs):
-    """Convert operands to their common float dtype; return them, the shape, the need flags."""
+    """Convert operands to their common float dtype; return them and the broadcast shape."""
     dtype = result_dtype(opname, *xs)
     xs = [convert(x, dtype, opname) for x in xs]
-    shape = broadcast_shapes(opname, *(x.shape for x in xs))
-    return xs, shape, tuple(isinstance(x, Tracer) for x in xs)
+    return xs, broadcast_shapes(opname, *(x.shape for x in xs))
 
 
-def _unbroadcast(flag, g, shape):
-    return sum_to_shape(g, shape) if flag else None
+def _unbroadcast(need, g, shape):
+    return sum_to_shape(g, shape) if need else None
 
 
-@primitive(name="add")
-def _add(x, y, *, shape, need):
-    out = broadcast_apply(K.add_fwd, shape, x.dtype, x, y)
-    xs, ys = x.shape, y.shape
-    return out, lambda g: (_unbroadcast(need[0], g, xs), _unbroadcast(need[1], g, ys))
+def broadcast_primitive(name: str) -> Primitive:
+    """``name_fwd`` of kernels/cpu/binary.py over the broadcast of its operands."""
+    prim = Primitive(name)
+    kernel = f"{name}_fwd"
+    prim.def_abstract(lambda *xs, shape: aval(shape, xs[-1].dtype))
+
+    @prim.def_impl
+    def _impl(*xs, out, shape):
+        broadcast_apply(getattr(K, kernel), shape, out[0].dtype, *xs, out=out[0])
+    return prim
 
 
-@primitive(name="subtract")
-def _subtract(x, y, *, shape, need):
-    out = broadcast_apply(K.subtract_fwd, shape, x.dtype, x, y)
-    xs, ys = x.shape, y.shape
-
-    def vjp(g):
-        gy = flat_apply(KE.negative_fwd, sum_to_shape(g, ys)) if need[1] else None
-        return _unbroadcast(need[0], g, xs), gy
-    return out, vjp
-
-
-@primitive(name="multiply")
-def _multiply(x, y, *, shape, need):
-    out = broadcast_apply(K.multiply_fwd, shape, x.dtype, x, y)
-
-    def vjp(g):
-        g = contig(g)
-        return (_multiply_ct(need[0], g, y, x.shape, shape),
-                _multiply_ct(need[1], g, x, y.shape, shape))
-    return out, vjp
+add_p = broadcast_primitive("add")
+subtract_p = broadcast_primitive("subtract")
+multiply_p = broadcast_primitive("multiply")
+divide_p = broadcast_primitive("divide")
+power_p = broadcast_primitive("power")
+maximum_p = broadcast_primitive("maximum")
+minimum_p = broadcast_primitive("minimum")
+where_p = broadcast_primitive("where")
+divide_bwd_y_p = flat_primitive("divide_bwd_y", "binary", "divide_bwd_y")
+power_bwd_p = flat_primitive("power_bwd", "binary", "power_bwd", n_results=2)
+extremum_bwd_p = flat_primitive("maximum_bwd", "binary", "maximum_bwd", n_results=2)
+where_bwd_p = flat_primitive("where_bwd", "binary", "where_bwd", n_results=2)
+power_p.saves = ((0, 1), (0,))
+maximum_p.saves = minimum_p.saves = ((0, 1), ())
+add_p.saves = subtract_p.saves = ((), ())
 
 
-def _multiply_ct(flag, g, other, own_shape, shape):
+@add_p.def_vjp
+def _add_vjp(cts, x, y, *, results, needs, shape):  # x, y: avals (add keeps no values)
+    return _unbroadcast(needs[0], cts[0], x.shape), _unbroadcast(needs[1], cts[0], y.shape)
+
+
+@subtract_p.def_vjp
+def _subtract_vjp(cts, x, y, *, results, needs, shape):
+    g = cts[0]
+    gy = bind(negative_p, sum_to_shape(g, y.shape)) if needs[1] else None
+    return _unbroadcast(needs[0], g, x.shape), gy
+
+
+@multiply_p.def_vjp
+def _multiply_vjp(cts, x, y, *, results, needs, shape):
+    g = cts[0]
+    return (_multiply_ct(needs[0], g, y, x.shape, shape),
+            _multiply_ct(needs[1], g, x, y.shape, shape))
+
+
+def _multiply_ct(need, g, other, own_shape, shape):
     """Cotangent of one factor of a product: sum_to_shape(g * other, own_shape)."""
-    if not flag:
+    if not need:
         return None
-    if other.shape == shape and own_shape != shape:  # a broadcast factor (layer scale):
-        return sum_product_to_shape(g, other, own_shape)  # reduce without g * other
-    return sum_to_shape(broadcast_apply(K.multiply_fwd, shape, g.dtype, g, other), own_shape)
+    if tuple(other.shape) == shape and tuple(own_shape) != shape:  # a broadcast factor (layer
+        return bind(sum_product_p, g, other, shape=tuple(own_shape))  # scale): no g * other
+    return sum_to_shape(bind(multiply_p, g, other, shape=shape), own_shape)
 
 
-@primitive(name="divide")
-def _divide(x, y, *, shape, need):
-    out = broadcast_apply(K.divide_fwd, shape, x.dtype, x, y)
-    xs = x.shape
-
-    def vjp(g):
-        gx = broadcast_apply(K.divide_fwd, shape, g.dtype, g, y)  # g / y, full shape
-        gy = flat_apply(K.divide_bwd_y, gx, out) if need[1] else None
-        return _unbroadcast(need[0], gx, xs), _unbroadcast(need[1], gy, y.shape)
-    return out, vjp
+@divide_p.def_vjp
+def _divide_vjp(cts, x, y, *, results, needs, shape):
+    gx = bind(divide_p, cts[0], y, shape=shape)  # g / y, full shape
+    gy = bind(divide_bwd_y_p, gx, results[0]) if needs[1] else None
+    return _unbroadcast(needs[0], gx, x.shape), _unbroadcast(needs[1], gy, y.shape)
 
 
-@primitive(name="power")
-def _power(x, y, *, shape, need):
-    out = broadcast_apply(K.power_fwd, shape, x.dtype, x, y)
-
-    def vjp(g):
-        gx, gy = np.empty(shape, g.dtype), np.empty(shape, g.dtype)
-        K.power_bwd(*(a.reshape(-1) for a in (contig(g), materialize(x, shape),
-                                              materialize(y, shape), out, gx, gy)))
-        return _unbroadcast(need[0], gx, x.shape), _unbroadcast(need[1], gy, y.shape)
-    return out, vjp
+@power_p.def_vjp
+def _power_vjp(cts, x, y, *, results, needs, shape):
+    gx, gy = bind(power_bwd_p, cts[0], x, y, results[0])
+    return _unbroadcast(needs[0], gx, x.shape), _unbroadcast(needs[1], gy, y.shape)
 
 
-def _extremum_vjp(g, first, second, shape):
-    """``(g * [first > second], g * [first < second])``, ties counting 1/2 to each."""
-    g1, g2 = np.empty(shape, g.dtype), np.empty(shape, g.dtype)
-    K.maximum_bwd(*(a.reshape(-1) for a in (contig(g), materialize(first, shape),
-                                            materialize(second, shape), g1, g2)))
-    return g1, g2
+@maximum_p.def_vjp
+def _maximum_vjp(cts, x, y, *, results, needs, shape):
+    gx, gy = bind(extremum_bwd_p, cts[0], x, y)  # ties split the cotangent evenly
+    return _unbroadcast(needs[0], gx, x.shape), _unbroadcast(needs[1], gy, y.shape)
 
 
-@primitive(name="maximum")
-def _maximum(x, y, *, shape, need):
-    out = broadcast_apply(K.maximum_fwd, shape, x.dtype, x, y)
-
-    def vjp(g):
-        gx, gy = _extremum_vjp(g, x, y, shape)
-        return _unbroadcast(need[0], gx, x.shape), _unbroadcast(need[1], gy, y.shape)
-    return out, vjp
+@minimum_p.def_vjp
+def _minimum_vjp(cts, x, y, *, results, needs, shape):
+    gx, gy = bind(extremum_bwd_p, cts[0], y, x)  # minimum(x, y) picks x where y > x
+    return _unbroadcast(needs[0], gx, x.shape), _unbroadcast(needs[1], gy, y.shape)
 
 
-@primitive(name="minimum")
-def _minimum(x, y, *, shape, need):
-    out = broadcast_apply(K.minimum_fwd, shape, x.dtype, x, y)
-
-    def vjp(g):
-        gx, gy = _extremum_vjp(g, y, x, shape)  # minimum(x, y) picks x where y > x
-        return _unbroadcast(need[0], gx, x.shape), _unbroadcast(need[1], gy, y.shape)
-    return out, vjp
+@where_p.def_vjp
+def _where_vjp(cts, cond, x, y, *, results, needs, shape):
+    gx, gy = bind(where_bwd_p, cond, cts[0])
+    return None, _unbroadcast(needs[1], gx, x.shape), _unbroadcast(needs[2], gy, y.shape)
 
 
-@primitive(name="where")
-def _where(cond, x, y, *, shape, need):
-    out = broadcast_apply(K.where_fwd, shape, x.dtype, cond, x, y)
+sum_product_p = Primitive("sum_product_to_shape")
+sum_product_p.def_abstract(lambda g, x, *, shape: aval(shape, g.dtype))
 
-    def vjp(g):
-        gx, gy = np.empty(shape, g.dtype), np.empty(shape, g.dtype)
-        K.where_bwd(*(a.reshape(-1) for a in (materialize(cond, shape), contig(g), gx, gy)))
-        return None, _unbroadcast(need[0], gx, x.shape), _unbroadcast(need[1], gy, y.shape)
-    return out, vjp
+
+@sum_product_p.def_impl
+def _sum_product_impl(g, x, *, out, shape):
+    out[0][...] = sum_product_to_shape(g, x, shape)
 
 
 def _binary(prim, opname):
     def op(x, y):
-        (x, y), shape, need = _prepare(opname, x, y)
-        return prim(x, y, shape=shape, need=need)
+        (x, y), shape = _prepare(opname, x, y)
+        return bind(prim, x, y, shape=shape)
     op.__name__ = op.__qualname__ = opname
     return op
 
 
-add = _binary(_add, "add")
+add = _binary(add_p, "add")
 add.__doc__ = "Elementwise x + y with NumPy broadcasting."
-subtract = _binary(_subtract, "subtract")
+subtract = _binary(subtract_p, "subtract")
 subtract.__doc__ = "Elementwise x - y with NumPy broadcasting."
-multiply = _binary(_multiply, "multiply")
+multiply = _binary(multiply_p, "multiply")
 multiply.__doc__ = "Elementwise x * y with NumPy broadcasting."
-divide = _binary(_divide, "divide")
+divide = _binary(divide_p, "divide")
 divide.__doc__ = "Elementwise x / y with NumPy broadcasting (IEEE inf/nan on division by 0)."
 true_divide = divide
-power = _binary(_power, "power")
-power.__doc__ = ("Elementwise x ** y with NumPy broadcasting. Gradients follow JAX: d/dx is 0 "
-                 "where y == 0, d/dy is 0 where x == 0 (nan where x < 0).")
-maximum = _binary(_maximum, "maximum")
+power = _binary(power_p, "power")
+power.__doc__ = ("Elementwise x ** y with NumPy broadcasting. Gradients follow current JAX "
+                 "(lax.pow with a float exponent): d/dx = y * x**(y-1) everywhere (so nan at "
+                 "x == y == 0 and inf at x == 0 for 0 < y < 1); d/dy = x**y * log(x) with "
+                 "log(0) taken as 0 (so 0 where x == 0) and nan where x < 0.")
+maximum = _binary(maximum_p, "maximum")
 maximum.__doc__ = ("Elementwise maximum (NaN propagates). Ties split the gradient evenly "
                    "between x and y (JAX).")
-minimum = _binary(_minimum, "minimum")
+minimum = _binary(minimum_p, "minimum")
 minimum.__doc__ = "Elementwise minimum (NaN propagates). Ties split the gradient evenly (JAX)."
 
 
@@ -164,20 +160,22 @@ def where(cond, x, y):
       x, y: the values; differentiated.
     """
     if isinstance(cond, Tracer):
-        raise TypeError(err("where", "cond must be a concrete bool array, got a traced array; "
-                                     "build it with a comparison such as x > 0"))
-    try:
-        cond = np.asarray(cond)
-    except Exception as e:  # noqa: BLE001 - re-raised with context
-        raise TypeError(err("where", f"cond must be a bool array, got "
-                                     f"{type(cond).__name__}")) from e
-    if cond.dtype.kind not in "biuf":
-        raise TypeError(err("where", f"cond must be a bool array, got dtype {cond.dtype}"))
-    cond = contig(cond.astype(bool, copy=False))
+        if cond.dtype != np.bool_:
+            raise TypeError(err("where", f"cond must be a bool array (e.g. from x > 0), got a "
+                                         f"traced array of dtype {cond.dtype}"))
+    else:
+        try:
+            cond = np.asarray(cond)
+        except Exception as e:  # noqa: BLE001 - re-raised with context
+            raise TypeError(err("where", f"cond must be a bool array, got "
+                                         f"{type(cond).__name__}")) from e
+        if cond.dtype.kind not in "biuf":
+            raise TypeError(err("where", f"cond must be a bool array, got dtype {cond.dtype}"))
+        cond = contig(cond.astype(bool, copy=False))
     dtype = result_dtype("where", x, y)
     x, y = convert(x, dtype, "where"), convert(y, dtype, "where")
     shape = broadcast_shapes("where", cond.shape, x.shape, y.shape)
-    return _where(cond, x, y, shape=shape, need=(isinstance(x, Tracer), isinstance(y, Tracer)))
+    return bind(where_p, cond, x, y, shape=shape)
 
 
 def clip(x, a_min=None, a_max=None):
@@ -189,21 +187,33 @@ def clip(x, a_min=None, a_max=None):
     return x if a_max is None else minimum(x, a_max)
 
 
-# ---- comparisons: plain bool ndarrays, no gradient ----
+# ---- comparisons: bool arrays, no gradient ----
 
-def _concrete(x):
-    if isinstance(x, Tracer):
-        if not x.trace.live:
-            raise RuntimeError("lucid.numpy: got a traced array that escaped its transform")
-        return x.value
-    return x
+compare_p = Primitive("compare")
+
+
+@compare_p.def_abstract
+def _compare_abstract(x, y, *, ufunc):
+    return aval(np.broadcast_shapes(x.shape, y.shape), np.bool_)
+
+
+@compare_p.def_impl
+def _compare_impl(x, y, *, out, ufunc):
+    getattr(np, ufunc)(x, y, out=out[0])
+
+
+compare_p.def_vjp(lambda cts, x, y, **_: (None, None))  # a boolean mask has no gradient
+
+
+def _operand(x):
+    return x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x)
 
 
 def _comparison(ufunc, opname):
     def op(x, y):
-        return np.asarray(ufunc(_concrete(x), _concrete(y)))
+        return bind(compare_p, _operand(x), _operand(y), ufunc=ufunc.__name__)
     op.__name__ = op.__qualname__ = opname
-    op.__doc__ = f"Elementwise ``np.{ufunc.__name__}`` as a bool ndarray (not differentiable)."
+    op.__doc__ = f"Elementwise ``np.{ufunc.__name__}`` as a bool array (not differentiable)."
     return op
 
 
@@ -213,3 +223,11 @@ greater = _comparison(np.greater, "greater")
 greater_equal = _comparison(np.greater_equal, "greater_equal")
 equal = _comparison(np.equal, "equal")
 not_equal = _comparison(np.not_equal, "not_equal")
+logical_and = _comparison(np.logical_and, "logical_and")
+logical_or = _comparison(np.logical_or, "logical_or")
+logical_xor = _comparison(np.logical_xor, "logical_xor")
+
+
+def logical_not(x):
+    """Elementwise ``not`` of a bool array (not differentiable)."""
+    return equal(x, False)

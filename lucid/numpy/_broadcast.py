@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .._backend import kernels
+from .._core import Primitive, aval, bind
 from ._core import contig
 
 KR = kernels("reduce")
@@ -38,17 +39,19 @@ def _collapse(out_shape, shapes):
     return dims
 
 
-def broadcast_apply(kernel, out_shape, dtype, *operands):
+def broadcast_apply(kernel, out_shape, dtype, *operands, out=None):
     """``kernel(*operands4d, out4d)`` over the broadcast of C-contiguous ``operands``.
 
     Args:
       kernel: a 4-d broadcasting kernel from ``kernels/cpu/binary.py``.
       out_shape: the broadcast shape (already validated by the caller).
       dtype: the output dtype.
+      out: the C-contiguous output to write (a new array when None).
     Returns:
-      the new output array of shape ``out_shape``.
+      the output array of shape ``out_shape``.
     """
-    out = np.empty(out_shape, dtype)
+    if out is None:
+        out = np.empty(out_shape, dtype)
     if out.size == 0:
         return out
     dims = _collapse(out_shape, [o.shape for o in operands])
@@ -124,15 +127,33 @@ def from_layout(a, shape, perm):
     return contig(np.transpose(moved, np.argsort(perm)))
 
 
-def sum_to_shape(g, shape):
-    """Sum ``g`` over the axes along which an array of ``shape`` was broadcast to it."""
-    shape = tuple(shape)
-    if g.shape == shape:
-        return g
+sum_to_shape_p = Primitive("sum_to_shape")
+
+
+@sum_to_shape_p.def_abstract
+def _sum_to_shape_abstract(g, *, shape):
+    return aval(shape, g.dtype)
+
+
+@sum_to_shape_p.def_impl
+def _sum_to_shape_impl(g, *, out, shape):
     perm, (A, R, C) = reduce_layout(g.shape, _broadcast_axes(g.shape, shape))
-    out = np.empty((A, C), g.dtype)
-    KR.sum_fwd(to_layout(g, perm, (A, R, C)), n_chunks(A, R, C), 1.0, out)
-    return out.reshape(shape)
+    KR.sum_fwd(to_layout(g, perm, (A, R, C)), n_chunks(A, R, C), 1.0, out[0].reshape(A, C))
+
+
+@sum_to_shape_p.def_vjp
+def _sum_to_shape_vjp(cts, g, *, results, needs, shape):
+    from ._shape import broadcast_to
+    return (broadcast_to(cts[0], g.shape),)
+
+
+def sum_to_shape(g, shape):
+    """Sum ``g`` over the axes along which an array of ``shape`` was broadcast to it (the
+    VJP of every broadcasting op); ``g`` itself when nothing was broadcast."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    return bind(sum_to_shape_p, g, shape=shape)
 
 
 def _broadcast_axes(full, shape):
