@@ -168,6 +168,9 @@ class Primitive:
                  saves=None):
         self.name, self.multiple_results, self.view = name, multiple_results, view
         self.saves = saves
+        # True when an output may be written into one of its (dead afterwards, same shape
+        # and dtype) inputs: elementwise kernels that read position i before writing it.
+        self.inplace_ok = False
         self.abstract = None
         self.impls: dict = {}
         self.vjp = None
