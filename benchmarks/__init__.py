@@ -22,8 +22,9 @@ import os
 import time
 
 __all__ = ["GMACS", "MODELS", "IMAGE_SIZE", "NUM_CLASSES", "TRAIN_FLOP_FACTOR", "gflop",
-           "make_batch", "build_model", "forward_fn", "train_step_fn", "COLD_START_LUCID",
-           "COLD_START_TORCH", "COMPILE_LUCID", "OtherLoad"]
+           "make_batch", "build_model", "forward_fn", "train_step_fn", "jit_forward_fn",
+           "jit_train_step_fn", "COLD_START_LUCID", "COLD_START_TORCH", "COMPILE_LUCID",
+           "COMPILE_LUCID_JIT", "OtherLoad"]
 
 # GMACs per 224x224 image (convs + matmuls; timm 1.0.31 FlopCounterMode / 2), from
 # /work/shared/reference/timm_architecture.md section 5.
@@ -71,23 +72,57 @@ def forward_fn(model):
     return forward
 
 
-def train_step_fn(model):
-    """``step(x, y) -> (loss, grads)``: forward + cross-entropy + backward w.r.t. the params."""
-    import lucid
+def _loss_fn(model):
+    """``loss(params, state, x, y, key) -> (loss, (logits, new_state))`` in train mode."""
     import lucid.nn.functional as F
-    params, state, apply = model.params, model.state, model.apply
-    key = lucid.random.key(0)
+    apply = model.apply
 
     def loss_fn(p, s, x, y, k):
         logits, new_state = apply(p, x, state=s, train=True, key=k)
         return F.cross_entropy(logits, y), (logits, new_state)
 
-    grad_fn = lucid.value_and_grad(loss_fn, has_aux=True)
+    return loss_fn
+
+
+def train_step_fn(model):
+    """``step(x, y) -> (loss, grads)``: forward + cross-entropy + backward w.r.t. the params."""
+    import lucid
+    params, state, key = model.params, model.state, lucid.random.key(0)
+    grad_fn = lucid.value_and_grad(_loss_fn(model), has_aux=True)
 
     def step(x, y):
         (loss, _), grads = grad_fn(params, state, x, y, key)
         return loss, grads
 
+    return step
+
+
+def jit_forward_fn(model):
+    """``f(x) -> logits`` compiled by ``lucid.jit``: the model's functional ``apply`` (the
+    facade's ``.apply`` is the family's ``apply`` with the model's config) as a function
+    of (params, state, x), so the parameters are arguments of the program, not constants."""
+    import lucid
+    params, state, apply = model.params, model.state, model.apply
+    compiled = lucid.jit(lambda p, s, x: apply(p, x, state=s))
+
+    def forward(x):
+        return compiled(params, state, x)
+
+    forward.compiled = compiled  # for .lower()
+    return forward
+
+
+def jit_train_step_fn(model):
+    """:func:`train_step_fn` as one compiled program: ``lucid.jit(value_and_grad(loss))``."""
+    import lucid
+    params, state, key = model.params, model.state, lucid.random.key(0)
+    compiled = lucid.jit(lucid.value_and_grad(_loss_fn(model), has_aux=True))
+
+    def step(x, y):
+        (loss, _), grads = compiled(params, state, x, y, key)
+        return loss, grads
+
+    step.compiled = compiled
     return step
 
 
@@ -133,6 +168,43 @@ def loss_fn(p, x, y):
     logits, _ = model.apply(p, x, state=model.state, train=True, key=lucid.random.key(0))
     return F.cross_entropy(logits, y)
 lucid.value_and_grad(loss_fn)(model.params, x, y)
+"""
+
+
+# The same for ConvNeXt-T's jitted training step (batch 2): it prints, as JSON, seconds
+# from the start of the script to the model being built ("setup_s": imports, weight
+# init), of the first jitted call ("first_call_s": tracing, optimisation, planning,
+# every Numba compilation or cache load, one step) and of a second ("second_call_s":
+# the step alone), and of ``.lower()`` on a fresh ``lucid.jit`` of the same function
+# with everything loaded ("lower_s": tracing + optimisation + planning alone).
+COMPILE_LUCID_JIT = """
+import time
+_t0 = time.perf_counter()
+import json
+import lucid
+import lucid.models
+import lucid.nn.functional as F
+import numpy as np
+model = lucid.models.create_model("convnext_tiny", num_classes=1000)
+params, state, key = model.params, model.state, lucid.random.key(0)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 3, 224, 224), dtype=np.float32)
+y = np.array([1, 2], dtype=np.int64)
+def loss_fn(p, s, x, y, k):
+    logits, new_state = model.apply(p, x, state=s, train=True, key=k)
+    return F.cross_entropy(logits, y), (logits, new_state)
+step = lucid.jit(lucid.value_and_grad(loss_fn, has_aux=True))
+times = {"setup_s": time.perf_counter() - _t0}
+for name in ("first_call_s", "second_call_s"):
+    t = time.perf_counter()
+    (loss, _), grads = step(params, state, x, y, key)
+    times[name] = time.perf_counter() - t
+assert np.isfinite(float(loss))
+fresh = lucid.jit(lucid.value_and_grad(loss_fn, has_aux=True))
+t = time.perf_counter()
+fresh.lower(params, state, x, y, key)
+times["lower_s"] = time.perf_counter() - t
+print(json.dumps(times))
 """
 
 

@@ -1,46 +1,56 @@
 #!/usr/bin/env python
-"""lucid against PyTorch eager + timm on CPU, side by side in one process.
+"""lucid (jit and eager) against PyTorch eager + timm and ONNX Runtime on CPU, side by side.
 
-Usage (from the repository root, in an environment with lucid, and optionally torch+timm)::
+Usage (from the repository root, with the interpreter lucid is installed in; PyTorch,
+timm, onnx and onnxruntime may live in another interpreter, ``--ref-python``)::
 
-    python benchmarks/compare_torch.py                      # the issue's full table
-    python benchmarks/compare_torch.py --quick              # a fast smoke run
+    python benchmarks/compare_torch.py --ref-python /tmp/lucid-ref/bin/python   # issue 9's table
+    python benchmarks/compare_torch.py --quick --models convnext_atto            # a smoke run
     python benchmarks/compare_torch.py --only forward,latency --repeats 9 --json out.json
 
-Every timed metric alternates lucid and PyTorch call by call (rotating who goes first)
-after ``--warmup`` untimed calls each (and, for calls under 0.5 s, one untimed call
-right before each timed one), and reports the median of ``--repeats`` calls
-(``--stat min``: the fastest, which resists other processes' load on a shared machine).
-Each library runs in its own persistent worker process, which the parent drives turn by
-turn, so both run on the same machine at the same moments, with the same thread count,
-yet each with its own runtime defaults: in one shared process the two OpenMP runtimes'
-settings cannot both be right -- lucid's short OpenMP spin (GOMP_SPINCOUNT, see
-lucid/__init__.py) slowed PyTorch's ConvNeXt-T batch-1 forward from 43 to 58 ms, and
-PyTorch's default long spin slowed lucid's from 61 to 97 ms.
-PyTorch runs both its contiguous (NCHW) and channels_last (NHWC) layouts; the faster is
-its figure. Both libraries get ``--threads`` threads (``lucid.set_num_threads`` and
-``torch.set_num_threads``; the BLAS/OpenMP variables are set to the same number before
-NumPy loads, since lucid controls BLAS threads only when threadpoolctl is installed).
-lucid is imported before NumPy, as its own CLI does (see benchmarks/__init__.py).
-Everything is float32 at 224x224.
+Implementations: lucid compiled by ``lucid.jit`` (the model's functional ``apply`` as a
+function of (params, state, x); for the training step ``jit(value_and_grad(loss))``),
+lucid eager, PyTorch eager in its contiguous (NCHW) and channels_last (NHWC) layouts
+(the faster is its figure), and ONNX Runtime (CPU execution provider, graph optimisation
+level ORT_ENABLE_ALL, ``--threads`` intra-op threads, 1 inter-op thread, sequential
+execution) on timm's model exported once per model and batch by
+``torch.onnx.export(model, x, path, dynamo=False, opset_version=17)`` in eval mode into
+``--onnx-dir`` (a cache; inference rows only). PyTorch and ORT are optional: without
+them the script says so and prints lucid's figures alone.
 
-Metrics: forward at ``--batch`` (eval mode); training step at ``--batch`` (forward +
-cross-entropy + backward for the parameter gradients, no optimizer update, drop path 0);
-batch-1 forward latency; peak resident memory of a training step (VmHWM of a fresh
-process per library and layout: the whole process, imports included); a fresh process
-to the first logits of convnext_tiny with kernels cached (interpreter start included,
-median of 3); lucid's first-ever compilation of every kernel ConvNeXt-T's forward and
-training step need (a fresh process with an empty NUMBA_CACHE_DIR).
-GFLOP/s count 2 x timm's MACs per image (x3 for a training step).
-Without torch/timm the script says so and prints lucid's figures alone.
+Every timed metric drives one persistent worker process per implementation, turn by
+turn, call by call (rotating who goes first), with a ``--pause`` (0.5 s) before each
+turn so that the previous library's spinning thread pool (OpenMP, ORT) has gone idle;
+each worker runs its call once before the timings (tracing and compilation, first
+touch), then ``--warmup`` untimed calls, and for calls under 0.5 s one untimed call
+right before each timed one. Reported: the median of ``--repeats`` calls (``--stat
+min``: the fastest, which resists other processes' load on a shared machine). Separate
+processes let each library keep its own runtime settings: in one shared process the
+OpenMP runtimes' settings cannot all be right -- lucid's short OpenMP spin
+(GOMP_SPINCOUNT, see lucid/__init__.py) slowed PyTorch's ConvNeXt-T batch-1 forward
+from 43 to 58 ms, and PyTorch's default long spin slowed lucid's from 61 to 97 ms.
+Every library gets ``--threads`` threads (``lucid.set_num_threads``,
+``torch.set_num_threads``, ORT's intra-op threads; the BLAS/OpenMP variables are set to
+the same number before NumPy loads). Everything is float32 at 224x224.
+
+Metrics: ``forward`` at ``--batch`` (eval mode); ``latency``: forward at batch 1;
+``train``: training step at ``--batch`` (forward + cross-entropy + backward for the
+parameter gradients, no optimizer update, drop path 0); ``memory``: peak resident
+memory of a training step (VmHWM of a fresh process per implementation doing two
+steps: the whole process, imports and tracing included); ``compile``: ConvNeXt-T's
+jitted training step (batch 2) in a fresh process with an empty NUMBA_CACHE_DIR (the
+first-ever compilation of everything it needs: setup + first call - a later call) and
+again in a second process with that cache warm (tracing a cached program: first call -
+later call; ``.lower()`` of a fresh jit is shown beside it); ``coldstart`` (not run by
+default): a fresh process to the first logits of convnext_tiny, eager, kernels cached.
+Speed ratios compare lucid jit with the best of the others; GFLOP/s count 2 x timm's
+MACs per image (x3 for a training step).
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,12 +58,15 @@ import tempfile
 import time
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRICS = ("forward", "train", "latency", "memory", "coldstart", "compile")
-# (direction, threshold). Speed rows: ratio = lucid/torch throughput, higher is better.
-# Memory and cold start: ratio = lucid/torch, lower is better. Compile: lucid seconds.
-TARGETS = {"forward": (">=", 1.5), "train": (">=", 1.3), "latency": (">=", 1.2),
-           "memory": ("<=", 1.0), "coldstart": ("<=", 0.5), "compile": ("<=", 30.0)}
-LAYOUTS = ("NCHW", "NHWC")  # PyTorch's contiguous and channels_last memory formats
+sys.path.insert(0, _REPO)  # benchmarks._workers / _report import nothing heavy
+
+from benchmarks import _report  # noqa: E402
+from benchmarks._workers import (LUCID_IMPLS, ORT_IMPL, PROBE, TORCH_IMPLS,  # noqa: E402
+                                 child_memory, child_worker, export_onnx, library,
+                                 onnx_path)
+
+METRICS = ("forward", "latency", "train", "memory", "compile", "coldstart")
+DEFAULT_METRICS = METRICS[:-1]
 PRIME_BELOW_S = 0.5  # see alternate()
 
 
@@ -64,8 +77,17 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, help="batch of forward and training step (default 16)")
     p.add_argument("--repeats", type=int, help="timed calls per metric (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
-    p.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
-    p.add_argument("--only", default=",".join(METRICS), help="subset of: %(default)s")
+    p.add_argument("--threads", type=int, default=2, help="threads for each (default 2)")
+    p.add_argument("--only", default=",".join(DEFAULT_METRICS),
+                   help=f"subset of: {','.join(METRICS)} (default: %(default)s)")
+    p.add_argument("--pause", type=float, default=0.5,
+                   help="seconds of rest before each turn (default: %(default)s)")
+    p.add_argument("--ref-python", metavar="PATH",
+                   help="interpreter with torch, timm (and onnx, onnxruntime) for the PyTorch "
+                        "and ORT workers (default: $LUCID_REF_PYTHON, else this one)")
+    p.add_argument("--onnx-dir", metavar="DIR",
+                   default=os.path.join(tempfile.gettempdir(), "lucid-bench-onnx"),
+                   help="cache of the exported ONNX models (default: %(default)s)")
     p.add_argument("--numba-layer", choices=("workqueue", "omp", "tbb", "default"),
                    default="default",
                    help="NUMBA_THREADING_LAYER of lucid's processes (default: Numba's choice)")
@@ -74,10 +96,13 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="smoke run: batch 2, 1 repeat, 1 cold-start run (unless given)")
     p.add_argument("--no-torch", action="store_true", help="measure lucid alone")
+    p.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--json", metavar="PATH", help="also write all samples to this JSON file")
     p.add_argument("--child-memory", nargs=3, metavar=("IMPL", "MODEL", "BATCH"),
                    help=argparse.SUPPRESS)
     p.add_argument("--child-worker", nargs=4, metavar=("IMPL", "METRIC", "MODEL", "BATCH"),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--child-export", nargs=3, metavar=("MODEL", "BATCH", "PATH"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
@@ -88,8 +113,9 @@ def parse_args(argv=None):
     unknown = sorted(set(args.only) - set(METRICS))
     if unknown:
         p.error(f"--only: unknown metric(s) {unknown}; choose from {','.join(METRICS)}")
-    if min(args.batch, args.repeats, args.threads) < 1 or args.warmup < 0:
-        p.error("--batch, --repeats and --threads must be >= 1, --warmup >= 0")
+    if min(args.batch, args.repeats, args.threads) < 1 or args.warmup < 0 or args.pause < 0:
+        p.error("--batch, --repeats and --threads must be >= 1, --warmup and --pause >= 0")
+    args.ref_python = args.ref_python or os.environ.get("LUCID_REF_PYTHON") or sys.executable
     return args
 
 
@@ -97,9 +123,9 @@ _USER_ENV = dict(os.environ)  # before lucid's import adds its thread settings
 
 
 def thread_env(n: int, numba_layer: str = "default") -> dict:
-    """The environment for child processes: ``n`` threads for lucid (Numba + BLAS) and
-    PyTorch (OpenMP), the user's own environment otherwise (not the variables lucid's
-    import sets in this process: each child's library sets its own)."""
+    """The environment for child processes: ``n`` threads for lucid (Numba + BLAS),
+    PyTorch (OpenMP) and ORT, the user's own environment otherwise (not the variables
+    lucid's import sets in this process: each child's library sets its own)."""
     env = dict(_USER_ENV)
     if numba_layer != "default":
         env["NUMBA_THREADING_LAYER"] = numba_layer
@@ -109,70 +135,71 @@ def thread_env(n: int, numba_layer: str = "default") -> dict:
     return env
 
 
-def torch_available() -> bool:
+def probe_reference(python: str) -> dict:
+    """Versions of torch, timm, onnx, onnxscript, onnxruntime, numpy in ``python``
+    (None: not importable)."""
     try:
-        import timm  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True,
+                             timeout=300, env=thread_env(1))
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return {}
 
 
-# ----------------------------------------------------------------------------- callables
+# ----------------------------------------------------------------------------- processes
 
-def lucid_call(model: str, batch: int, train: bool):
-    """A zero-argument lucid forward (eval) or training step on a fixed batch."""
-    from benchmarks import build_model, forward_fn, make_batch, train_step_fn
-    m = build_model(model)
-    x, y = make_batch(batch)
-    if train:
-        step = train_step_fn(m)
-        return lambda: step(x, y)
-    forward = forward_fn(m)
-    return lambda: forward(x)
+class Setup:
+    """Which implementations run, in which interpreter, with which environment."""
 
+    def __init__(self, args, ref: dict):
+        self.args = args
+        self.ref = ref
+        self.torch_ok = not args.no_torch and bool(ref.get("torch") and ref.get("timm"))
+        self.ort_ok = self.torch_ok and not args.no_ort and bool(
+            ref.get("onnx") and ref.get("onnxruntime"))
 
-def torch_call(model: str, batch: int, train: bool, layout: str):
-    """The same call in PyTorch eager + timm, in ``layout`` ("NCHW" or "NHWC")."""
-    import timm
-    import torch
-    from benchmarks import NUM_CLASSES, make_batch
-    fmt = torch.channels_last if layout == "NHWC" else torch.contiguous_format
-    net = timm.create_model(model, num_classes=NUM_CLASSES, drop_path_rate=0.0)
-    net = net.to(memory_format=fmt).train(train)
-    x, y = make_batch(batch)
-    xt = torch.from_numpy(x).contiguous(memory_format=fmt)
-    yt = torch.from_numpy(y)
-    if train:
-        def step():
-            net.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(net(xt), yt)
-            loss.backward()
-            return loss
-        return step
+    def impls(self, metric: str) -> list:
+        out = list(LUCID_IMPLS)
+        if self.torch_ok:
+            out += TORCH_IMPLS
+        if self.ort_ok and metric in ("forward", "latency"):
+            out.append(ORT_IMPL)
+        return out
 
-    def forward():
-        with torch.inference_mode():
-            return net(xt)
-    return forward
+    def python(self, impl: str) -> str:
+        return sys.executable if library(impl) == "lucid" else self.args.ref_python
+
+    def env(self, impl: str) -> dict:
+        lucid = library(impl) == "lucid"
+        return thread_env(self.args.threads, self.args.numba_layer if lucid else "default")
+
+    def command(self, impl: str, *child: str) -> list:
+        return [self.python(impl), self.args.script, "--threads", str(self.args.threads),
+                "--onnx-dir", self.args.onnx_dir, *child]
 
 
 class Worker:
-    """A child process holding one library's call (``--child-worker``), driven over pipes:
-    ``run`` makes one untimed call, ``time`` one timed call whose seconds it answers."""
+    """A child process holding one implementation's call (``--child-worker``), driven
+    over pipes: ``w()`` makes one untimed call, ``w(timed=True)`` one timed call whose
+    seconds it answers. Its stderr goes to a file, quoted when it fails."""
 
-    def __init__(self, script, impl, metric, model, batch, env):
+    def __init__(self, setup: Setup, impl, metric, model, batch):
         self.impl = impl
+        self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
-            [sys.executable, script, "--child-worker", impl, metric, model, str(batch)],
-            env=env, cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            setup.command(impl, "--child-worker", impl, metric, model, str(batch)),
+            env=setup.env(impl), cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.log, text=True)
         self._expect("ready")
 
     def _expect(self, word):
         line = self.proc.stdout.readline().strip()
         if not line.startswith(word):
+            self.proc.poll() is None and self.proc.kill()
+            self.log.seek(0)
+            tail = self.log.read()[-2000:].strip()
             self.close()
-            raise RuntimeError(f"worker {self.impl} failed (said {line!r}); see its stderr")
+            raise RuntimeError(f"{self.impl} worker failed (said {line!r}): {tail}")
         return line
 
     def __call__(self, timed=False):
@@ -183,330 +210,218 @@ class Worker:
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
 
 
-def child_worker(impl, metric, model, batch, threads) -> int:
-    """(In the worker process.) Build the call, then serve ``run``/``time`` lines."""
-    if impl == "lucid":
-        import lucid
-        lucid.set_num_threads(threads)
-        call = lucid_call(model, batch, metric == "train")
-    else:
-        import torch
-        torch.set_num_threads(threads)
-        call = torch_call(model, batch, metric == "train", impl.split("_", 1)[1])
-    print("ready", flush=True)
-    for line in sys.stdin:
-        gc.collect()
-        t0 = time.perf_counter()
-        call()
-        print(f"ok {time.perf_counter() - t0!r}", flush=True)
-    return 0
+def run_child(cmd: list, env: dict) -> tuple:
+    """Run a fresh process; returns (wall seconds, stdout). Raises on failure."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_REPO)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"child {cmd[1:4]} failed:\n{proc.stderr[-2000:]}")
+    return wall, proc.stdout
 
 
-def alternate(calls: dict, repeats: int, warmup: int) -> dict:
+def ensure_onnx(setup: Setup, model: str, batch: int) -> None:
+    """Export timm's ``model`` at ``batch`` once into the ONNX cache (a fresh process of
+    the reference interpreter, so the ORT workers never load torch)."""
+    path = onnx_path(setup.args.onnx_dir, model, batch)
+    if not os.path.exists(path):
+        os.makedirs(setup.args.onnx_dir, exist_ok=True)
+        print(f"... exporting {model} batch {batch} to {path}", file=sys.stderr, flush=True)
+        run_child(setup.command(ORT_IMPL, "--child-export", model, str(batch), path),
+                  setup.env(ORT_IMPL))
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def alternate(calls: dict, repeats: int, warmup: int, pause: float) -> dict:
     """Seconds of each call, ``repeats`` times, interleaved call by call after warm-up.
 
-    ``calls`` maps a name to a :class:`Worker`. A call shorter than ``PRIME_BELOW_S`` is
-    preceded by one untimed call of the same library, so that its worker threads and
-    caches are as hot as in a loop of its own rather than cooled down by the other
-    library's turn.
+    ``calls`` maps a name to a :class:`Worker`. Each turn starts after ``pause`` seconds
+    of rest (the previous worker's thread pool stops spinning). A call shorter than
+    ``PRIME_BELOW_S`` is preceded by one untimed call of the same worker, so that its
+    threads and caches are as hot as in a loop of its own rather than cooled down by the
+    other libraries' turns.
     """
     short = {}
     for name, call in calls.items():
         for _ in range(max(warmup, 1)):
+            time.sleep(pause)
             short[name] = call(timed=True) < PRIME_BELOW_S
     names, samples = list(calls), {name: [] for name in calls}
     for r in range(repeats):
-        k = r % len(names)  # rotate who goes first, so no one always follows the other
+        k = r % len(names)  # rotate who goes first, so no one always follows the same one
         for name in names[k:] + names[:k]:
+            time.sleep(pause)
             if short[name]:
                 calls[name]()
             samples[name].append(calls[name](timed=True))
     return samples
 
 
-# ----------------------------------------------------------------------------- metrics
-
 def _summary(samples, stat):
     return min(samples) if stat == "min" else statistics.median(samples)
 
 
-def measure_speed(metric: str, model: str, args, torch_ok: bool) -> dict:
-    """One forward / train / latency row: medians, throughput, GFLOP/s, ratio."""
+def start_workers(setup: Setup, metric: str, model: str, batch: int) -> tuple:
+    """({impl: Worker} of those that started, {impl: error} of those that did not)."""
+    workers, errors = {}, {}
+    for impl in setup.impls(metric):
+        print(f"    starting {impl}", file=sys.stderr, flush=True)
+        try:
+            if impl == ORT_IMPL:
+                ensure_onnx(setup, model, batch)
+            workers[impl] = Worker(setup, impl, metric, model, batch)
+        except RuntimeError as e:
+            errors[impl] = str(e)
+            last = [ln for ln in str(e).splitlines() if ln.strip()][-1:] or [""]
+            print(f"    {impl} unavailable: {last[0][:300]}", file=sys.stderr, flush=True)
+    return workers, errors
+
+
+def measure_speed(setup: Setup, metric: str, model: str) -> dict:
+    """One forward / latency / train row: a summary per implementation."""
     from benchmarks import gflop
+    args = setup.args
     batch = 1 if metric == "latency" else args.batch
-    train = metric == "train"
-    impls = ["lucid"] + ([f"torch_{layout}" for layout in LAYOUTS] if torch_ok else [])
-    calls = {}
+    workers, errors = start_workers(setup, metric, model, batch)
     try:
-        for impl in impls:
-            env = thread_env(args.threads, args.numba_layer if impl == "lucid" else "default")
-            calls[impl] = Worker(args.script, impl, metric, model, batch, env)
         repeats = max(args.repeats, 10) if metric == "latency" else args.repeats
-        samples = alternate(calls, repeats, args.warmup)
+        samples = alternate(workers, repeats, args.warmup, args.pause)
+    except RuntimeError as e:  # a worker died mid-run: keep what the others measured
+        errors["run"] = str(e)
+        samples = {}
     finally:
-        for worker in calls.values():
+        for worker in workers.values():
             worker.close()
-    med = {name: _summary(s, args.stat) for name, s in samples.items()}
+    values = {impl: _summary(s, args.stat) for impl, s in samples.items() if s}
     row = {"metric": metric, "model": model, "batch": batch, "unit": "s", "samples": samples,
-           "lucid": med["lucid"], "gflop": gflop(model, batch, train)}
-    if torch_ok:
-        layout = min(LAYOUTS, key=lambda lay: med[f"torch_{lay}"])
-        row.update(torch=med[f"torch_{layout}"], torch_layout=layout)
-        row["ratio"] = row["torch"] / row["lucid"]
-    return row
+           "values": values, "errors": errors, "gflop": gflop(model, batch, metric == "train")}
+    return _report.summarize(row)
 
 
-def run_child(argv: list, env: dict) -> tuple:
-    """Run a fresh Python process; returns (wall seconds, stdout). Raises on failure."""
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable] + argv, env=env, capture_output=True, text=True,
-                          cwd=_REPO)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"child {argv[:3]} failed:\n{proc.stderr[-3000:]}")
-    return wall, proc.stdout
-
-
-def measure_memory(model: str, args, torch_ok: bool, script: str) -> dict:
+def measure_memory(setup: Setup, model: str) -> dict:
     """Peak RSS of a fresh process per implementation doing two training steps."""
-    impls = ["lucid"] + ([f"torch_{lay}" for lay in LAYOUTS] if torch_ok else [])
-    peaks = {}
-    for impl in impls:
-        env = thread_env(args.threads, args.numba_layer if impl == "lucid" else "default")
-        _, out = run_child([script, "--child-memory", impl, model, str(args.batch)], env)
-        peaks[impl] = json.loads(out.strip().splitlines()[-1])
+    args, peaks, errors = setup.args, {}, {}
+    for impl in setup.impls("train"):
+        try:
+            _, out = run_child(setup.command(impl, "--child-memory", impl, model,
+                                             str(args.batch)), setup.env(impl))
+            peaks[impl] = json.loads(out.strip().splitlines()[-1])
+        except RuntimeError as e:
+            errors[impl] = str(e)
     row = {"metric": "memory", "model": model, "batch": args.batch, "unit": "MiB",
-           "samples": peaks, "lucid": peaks["lucid"]["peak_mib"]}
-    if torch_ok:
-        layout = min(LAYOUTS, key=lambda lay: peaks[f"torch_{lay}"]["peak_mib"])
-        row.update(torch=peaks[f"torch_{layout}"]["peak_mib"], torch_layout=layout)
-        row["ratio"] = row["lucid"] / row["torch"]
-    return row
+           "samples": peaks, "values": {k: v["peak_mib"] for k, v in peaks.items()},
+           "errors": errors}
+    return _report.summarize(row)
 
 
-def _rss_mib(field: str) -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    import resource  # not Linux: ru_maxrss is the peak (kB on Linux, bytes on macOS)
-    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def child_memory(impl: str, model: str, batch: int, threads: int) -> int:
-    """(In the fresh process.) Two training steps, then print the peak RSS as JSON."""
-    if impl == "lucid":
-        import lucid
-        lucid.set_num_threads(threads)
-        call = lucid_call(model, batch, train=True)
-    else:
-        import torch
-        torch.set_num_threads(threads)
-        call = torch_call(model, batch, True, impl.split("_", 1)[1])
-    before = _rss_mib("VmRSS")
-    call()
-    call()
-    print(json.dumps({"peak_mib": _rss_mib("VmHWM"), "rss_before_step_mib": before}))
-    return 0
-
-
-def measure_coldstart(args, torch_ok: bool) -> dict:
-    """Wall time of fresh processes from start to convnext_tiny's first logits (batch 1)."""
-    from benchmarks import COLD_START_LUCID, COLD_START_TORCH
-    programs = {"lucid": COLD_START_LUCID}
-    if torch_ok:
-        programs["torch"] = COLD_START_TORCH
-    env = thread_env(args.threads)
-    for code in programs.values():  # warm Numba's cache and the OS file cache, untimed
-        run_child(["-c", code], env)
-    samples = {name: [] for name in programs}
-    for _ in range(args.cold_runs):
-        for name, code in programs.items():
-            samples[name].append(run_child(["-c", code], env)[0])
-    med = {name: _summary(s, args.stat) for name, s in samples.items()}
-    row = {"metric": "coldstart", "model": "convnext_tiny", "batch": 1, "unit": "s",
-           "samples": samples, "lucid": med["lucid"]}
-    if torch_ok:
-        row.update(torch=med["torch"], ratio=med["lucid"] / med["torch"])
-    return row
-
-
-def measure_compile(args) -> dict:
-    """lucid's fresh process with an empty NUMBA_CACHE_DIR: forward + training step, b2."""
-    from benchmarks import COMPILE_LUCID
-    env = thread_env(args.threads)
+def measure_compile(setup: Setup) -> list:
+    """ConvNeXt-T's jitted training step in a fresh process with an empty Numba cache
+    (first-ever compilation), then in a second one with that cache warm (tracing)."""
+    from benchmarks import COMPILE_LUCID_JIT
+    env = setup.env("lucid_jit")
+    runs, errors = [], {}
     with tempfile.TemporaryDirectory(prefix="lucid-numba-cache-") as cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
-        wall, _ = run_child(["-c", COMPILE_LUCID], env)
-    return {"metric": "compile", "model": "convnext_tiny", "batch": 2, "unit": "s",
-            "samples": {"lucid": [wall]}, "lucid": wall, "ratio": wall}
+        for _ in range(2):
+            try:
+                wall, out = run_child([sys.executable, "-c", COMPILE_LUCID_JIT], env)
+            except RuntimeError as e:
+                errors["lucid_jit"] = str(e)
+                break
+            runs.append(dict(json.loads(out.strip().splitlines()[-1]), wall_s=wall))
+    first = second = None
+    if runs:
+        r = runs[0]
+        first = r["setup_s"] + r["first_call_s"] - r["second_call_s"]
+    if len(runs) > 1:
+        second = runs[1]["first_call_s"] - runs[1]["second_call_s"]
+    common = {"model": "convnext_tiny", "batch": 2, "unit": "s", "samples": runs,
+              "errors": errors}
+    return [dict(common, metric="compile", values={"lucid_jit": first}, ratio=first),
+            dict(common, metric="trace", values={"lucid_jit": second}, ratio=second,
+                 lower_s=runs[1]["lower_s"] if len(runs) > 1 else None)]
 
 
-def _jobs(args, torch_ok, script):
-    """(label, zero-argument measurement) in the order of the issue's table."""
-    for metric in ("forward", "train", "latency"):
+def measure_coldstart(setup: Setup) -> dict:
+    """Wall time of fresh processes from start to convnext_tiny's first logits (batch 1)."""
+    from benchmarks import COLD_START_LUCID, COLD_START_TORCH
+    programs = {"lucid_eager": [sys.executable, "-c", COLD_START_LUCID]}
+    if setup.torch_ok:
+        programs["torch_NCHW"] = [setup.args.ref_python, "-c", COLD_START_TORCH]
+    env = setup.env("lucid_eager")
+    for cmd in programs.values():  # warm Numba's cache and the OS file cache, untimed
+        run_child(cmd, env)
+    samples = {name: [] for name in programs}
+    for _ in range(setup.args.cold_runs):
+        for name, cmd in programs.items():
+            samples[name].append(run_child(cmd, env)[0])
+    values = {name: _summary(s, setup.args.stat) for name, s in samples.items()}
+    row = {"metric": "coldstart", "model": "convnext_tiny", "batch": 1, "unit": "s",
+           "samples": samples, "values": values, "errors": {}}
+    return _report.summarize(row)
+
+
+def _jobs(setup: Setup):
+    """(label, zero-argument measurement returning a row or rows) in the issue's order."""
+    args = setup.args
+    for metric in ("forward", "latency", "train"):
         if metric in args.only:
             for model in args.models:
                 yield f"{metric} {model}", lambda m=metric, mo=model: measure_speed(
-                    m, mo, args, torch_ok)
+                    setup, m, mo)
     if "memory" in args.only:
         for model in args.models:
-            yield f"memory {model}", lambda mo=model: measure_memory(mo, args, torch_ok, script)
-    if "coldstart" in args.only:
-        yield "cold start", lambda: measure_coldstart(args, torch_ok)
+            yield f"memory {model}", lambda mo=model: measure_memory(setup, mo)
     if "compile" in args.only:
-        yield "first-ever compilation", lambda: measure_compile(args)
+        yield "first-ever compilation and tracing", lambda: measure_compile(setup)
+    if "coldstart" in args.only:
+        yield "cold start", lambda: measure_coldstart(setup)
 
 
-def run_all(args, torch_ok: bool, script: str) -> dict:
+def run_all(setup: Setup) -> dict:
     """Every requested metric, each with the other processes' CPU share while it ran."""
     from benchmarks import OtherLoad
     rows, whole_run = [], OtherLoad()
-    for label, measure in _jobs(args, torch_ok, script):
+    for label, measure in _jobs(setup):
         print(f"... {label}", file=sys.stderr, flush=True)
         load = OtherLoad()
-        row = measure()
-        row["other_load"] = load.share()
-        rows.append(row)
-    machine = machine_info(torch_ok, args.threads, args.numba_layer)
+        result = measure()
+        share = load.share()
+        for row in result if isinstance(result, list) else [result]:
+            row["other_load"] = share
+            rows.append(row)
+    machine = _report.machine_info(setup)
     machine["other_load"] = whole_run.share()
-    return {"machine": machine, "rows": rows,
-            "settings": {k: v for k, v in vars(args).items() if not k.startswith("child_")}}
+    settings = {k: v for k, v in vars(setup.args).items() if not k.startswith("child_")}
+    return {"machine": machine, "rows": rows, "settings": settings}
 
 
-def machine_info(torch_ok: bool, threads: int, numba_layer: str) -> dict:
-    import numba
-    import numpy
-    info = {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "threads": threads,
-            "python": platform.python_version(), "numpy": numpy.__version__,
-            "numba": numba.__version__, "numba_threading_layer": _numba_layer(numba_layer)}
-    if torch_ok:
-        import timm
-        import torch
-        info.update(torch=torch.__version__, timm=timm.__version__,
-                    torch_threads=torch.get_num_threads())
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _numba_layer(requested: str) -> str:
-    """The layer lucid's workers run on: the requested one, or Numba's default choice."""
-    if requested != "default":
-        return requested
-    import importlib
-    for layer in ("tbb", "omp"):  # Numba's default order of preference, then workqueue
-        try:
-            importlib.import_module(f"numba.np.ufunc.{layer}pool")
-            return f"{layer} (Numba's default)"
-        except ImportError:
-            continue
-    return "workqueue (Numba's default)"
-
-
-# ----------------------------------------------------------------------------- report
-
-_LABELS = {"forward": "forward, batch {b}", "train": "train step, batch {b}",
-           "latency": "forward latency, batch 1", "memory": "peak RSS train step, batch {b}",
-           "coldstart": "fresh process to 1st logits", "compile": "1st-ever compile fwd+bwd"}
-
-
-def _fmt_value(row, key):
-    v = row.get(key)
-    if v is None:
-        return "-"
-    if row["unit"] == "MiB":
-        return f"{v:.0f} MiB"
-    if row["metric"] in ("coldstart", "compile"):
-        return f"{v:.2f} s"
-    return f"{v * 1e3:.1f} ms"
-
-
-def _status(row, torch_ok):
-    direction, threshold = TARGETS[row["metric"]]
-    target = f"{direction} {threshold:g}{' s' if row['metric'] == 'compile' else 'x'}"
-    ratio = row.get("ratio")
-    if ratio is None:
-        return "-", target, "n/a (no torch)"
-    met = ratio >= threshold if direction == ">=" else ratio <= threshold
-    shown = f"{ratio:.2f} s" if row["metric"] == "compile" else f"{ratio:.2f}x"
-    return shown, target, "MET" if met else "NOT MET"
-
-
-def _pct(v):
-    return "?" if v is None else f"{100 * v:.0f}%"
-
-
-def format_report(report: dict) -> str:
-    """The comparison table, then the machine it ran on."""
-    rows, torch_ok = report["rows"], "torch" in report["machine"]
-    head = ["model", "metric", "lucid", "PyTorch (layout)", "lucid img/s", "torch img/s",
-            "lucid GFLOP/s", "torch GFLOP/s", "ratio", "target", "status", "others"]
-    table = [head]
-    for row in rows:
-        speed = row["metric"] in ("forward", "train", "latency")
-        torch_v = _fmt_value(row, "torch")
-        if row.get("torch_layout"):
-            torch_v += f" ({row['torch_layout']})"
-        cells = [row["model"], _LABELS[row["metric"]].format(b=row["batch"]),
-                 _fmt_value(row, "lucid"), torch_v]
-        for key in ("lucid", "torch"):
-            cells.append(f"{row['batch'] / row[key]:.2f}" if speed and key in row else "-")
-        for key in ("lucid", "torch"):
-            cells.append(f"{row['gflop'] / row[key]:.1f}" if speed and key in row else "-")
-        load = row.get("other_load")
-        table.append(cells + list(_status(row, torch_ok))
-                     + [_pct(load)])
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in table]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    m = report["machine"]
-    lines += ["", "ratio: speed rows = lucid/PyTorch throughput (higher is better); memory and "
-              "fresh-process rows = lucid/PyTorch (lower is better); compile = lucid seconds.",
-              "others: share of the machine's CPU time used by other processes meanwhile "
-              f"(whole run: {_pct(m.get('other_load'))}); well above 0% = figures from a busy "
-              "machine.",
-              f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['threads']} threads "
-              f"each; Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']} "
-              f"(threading layer {m['numba_threading_layer']})"
-              + (f", PyTorch {m['torch']}, timm {m['timm']}" if torch_ok else ", no PyTorch")]
-    for row in rows:
-        if row["metric"] == "memory":
-            lines.append(f"peak RSS {row['model']}: " + "; ".join(
-                f"{impl} {v['peak_mib']:.0f} MiB (RSS before the first step "
-                f"{v['rss_before_step_mib']:.0f} MiB)" for impl, v in row["samples"].items()))
-    s = report["settings"]
-    lines.append(f"settings: {s['stat']} of {s['repeats']} timed calls (latency: "
-                 f"{max(s['repeats'], 10)}) after {s['warmup']} warm-up, float32, 224x224")
-    return "\n".join(lines)
+def _child(args) -> int:
+    """Serve as one of the child processes (``--child-*``)."""
+    if args.child_export:
+        model, batch, path = args.child_export
+        return export_onnx(model, int(batch), path)
+    if args.child_memory:
+        impl, model, batch = args.child_memory
+        return child_memory(impl, model, int(batch), args.threads)
+    impl, metric, model, batch = args.child_worker
+    return child_worker(impl, metric, model, int(batch), args.threads, args.onnx_dir)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.update(thread_env(args.threads))  # before NumPy, BLAS or torch load
-    sys.path.insert(0, _REPO)
-    if args.child_memory:
-        impl, model, batch = args.child_memory
-        return child_memory(impl, model, int(batch), args.threads)
-    if args.child_worker:
-        impl, metric, model, batch = args.child_worker
-        return child_worker(impl, metric, model, int(batch), args.threads)
+    if args.child_export or args.child_memory or args.child_worker:
+        return _child(args)
     import lucid  # before NumPy: see benchmarks/__init__.py
     from benchmarks import GMACS
     unknown = [m for m in args.models if m not in GMACS]
@@ -514,12 +429,16 @@ def main(argv=None) -> int:
         raise SystemExit(f"compare_torch: unknown model(s) {unknown}; known: {sorted(GMACS)}")
     lucid.set_num_threads(args.threads)
     args.script = os.path.abspath(__file__)
-    torch_ok = not args.no_torch and torch_available()
-    if not torch_ok:
-        print("PyTorch and/or timm are not importable here (or --no-torch was given): "
-              "printing lucid's figures alone.\n", flush=True)
-    report = run_all(args, torch_ok, args.script)
-    print(format_report(report))
+    ref = {} if args.no_torch else probe_reference(args.ref_python)
+    setup = Setup(args, ref)
+    if not setup.torch_ok:
+        print(f"PyTorch and/or timm are not importable by {args.ref_python} (or --no-torch "
+              "was given; see --ref-python): printing lucid's figures alone.\n", flush=True)
+    elif not setup.ort_ok and not args.no_ort:
+        print(f"onnx and/or onnxruntime are not importable by {args.ref_python}: no ONNX "
+              "Runtime column.\n", flush=True)
+    report = run_all(setup)
+    print(_report.format_report(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
