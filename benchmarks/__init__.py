@@ -1,4 +1,5 @@
-"""lucid's benchmarks: an asv suite (``bench_*.py``) and a side-by-side PyTorch comparison.
+"""lucid's benchmarks: an asv suite (``bench_*.py``) and a side-by-side comparison with
+PyTorch and ONNX Runtime (``compare_torch.py``).
 
 This module holds what the asv suite, ``compare_torch.py`` and ``profile_lucid.py``
 share, so that every tool measures the same thing: the models and their GMACs, the
@@ -8,7 +9,8 @@ of how busy the machine was (:class:`OtherLoad`).
 The training step is forward + ``F.cross_entropy`` + backward with gradients w.r.t.
 the parameters (``lucid.value_and_grad(..., has_aux=True)``, as in
 ``lucid.training.make_train_step``) and *no* optimizer update, matching the PyTorch
-side (``loss.backward()`` without ``optimizer.step()``).
+side (``loss.backward()`` without ``optimizer.step()``). The ``jit_*`` variants compile
+the same functions with ``lucid.jit``.
 
 Nothing here imports lucid, torch or even NumPy at module level: asv imports every
 module of this folder while discovering benchmarks, a PyTorch-only child process of
