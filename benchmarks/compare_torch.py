@@ -195,7 +195,8 @@ class Worker:
     def _expect(self, word):
         line = self.proc.stdout.readline().strip()
         if not line.startswith(word):
-            self.proc.poll() is None and self.proc.kill()
+            if self.proc.poll() is None:
+                self.proc.kill()
             self.log.seek(0)
             tail = self.log.read()[-2000:].strip()
             self.close()
@@ -203,13 +204,19 @@ class Worker:
         return line
 
     def __call__(self, timed=False):
-        self.proc.stdin.write("time\n" if timed else "run\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write("time\n" if timed else "run\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # it died: reading its answer below reports why
+            pass
         return float(self._expect("ok").split()[1])
 
     def close(self):
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -241,29 +248,40 @@ def ensure_onnx(setup: Setup, model: str, batch: int) -> None:
 
 # ----------------------------------------------------------------------------- metrics
 
-def alternate(calls: dict, repeats: int, warmup: int, pause: float) -> dict:
+def alternate(calls: dict, repeats: int, warmup: int, pause: float) -> tuple:
     """Seconds of each call, ``repeats`` times, interleaved call by call after warm-up.
 
     ``calls`` maps a name to a :class:`Worker`. Each turn starts after ``pause`` seconds
     of rest (the previous worker's thread pool stops spinning). A call shorter than
     ``PRIME_BELOW_S`` is preceded by one untimed call of the same worker, so that its
     threads and caches are as hot as in a loop of its own rather than cooled down by the
-    other libraries' turns.
+    other libraries' turns. A worker that fails drops out (its error is returned); the
+    others go on. Returns ({name: [seconds]}, {name: error}).
     """
-    short = {}
-    for name, call in calls.items():
-        for _ in range(max(warmup, 1)):
-            time.sleep(pause)
-            short[name] = call(timed=True) < PRIME_BELOW_S
-    names, samples = list(calls), {name: [] for name in calls}
+    samples, errors, short = {name: [] for name in calls}, {}, {}
+
+    def turn(name, timed_calls):
+        try:
+            for _ in range(timed_calls):
+                time.sleep(pause)
+                if short.get(name):
+                    calls[name]()
+                samples[name].append(calls[name](timed=True))
+        except RuntimeError as e:
+            errors[name] = str(e)
+
+    for name in list(calls):
+        turn(name, max(warmup, 1))
+        if name not in errors:
+            short[name] = samples[name][-1] < PRIME_BELOW_S
+            samples[name].clear()
+    names = list(calls)
     for r in range(repeats):
         k = r % len(names)  # rotate who goes first, so no one always follows the same one
         for name in names[k:] + names[:k]:
-            time.sleep(pause)
-            if short[name]:
-                calls[name]()
-            samples[name].append(calls[name](timed=True))
-    return samples
+            if name not in errors:
+                turn(name, 1)
+    return {n: s for n, s in samples.items() if n not in errors}, errors
 
 
 def _summary(samples, stat):
@@ -294,10 +312,8 @@ def measure_speed(setup: Setup, metric: str, model: str) -> dict:
     workers, errors = start_workers(setup, metric, model, batch)
     try:
         repeats = max(args.repeats, 10) if metric == "latency" else args.repeats
-        samples = alternate(workers, repeats, args.warmup, args.pause)
-    except RuntimeError as e:  # a worker died mid-run: keep what the others measured
-        errors["run"] = str(e)
-        samples = {}
+        samples, run_errors = alternate(workers, repeats, args.warmup, args.pause)
+        errors.update(run_errors)
     finally:
         for worker in workers.values():
             worker.close()
