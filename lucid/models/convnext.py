@@ -33,8 +33,8 @@ from . import _common as C
 from ._layer_info import convnext_info
 from ._registry import register_model
 
-__all__ = ["ConvNeXtConfig", "ConvNeXt", "init", "apply", "config_from_params", "specs",
-           "VARIANTS"]
+__all__ = ["ConvNeXtConfig", "ConvNeXt", "init", "apply", "forward_features", "forward_head",
+           "config_from_params", "specs", "VARIANTS"]
 
 _WHERE = "lucid.models.convnext"
 
@@ -104,7 +104,7 @@ class ConvNeXtConfig:
         return self.patch_size * 2 ** (len(self.dims) - 1)
 
 
-# ---- parameters ---------------------------------------------------------------------------
+# ---- blocks: parameter specs and pure functions (NHWC activations) -------------------------
 def _conv(cin, cout, k, bias=True, groups=1, std=0.02):
     spec = {"weight": ParamSpec((cout, cin // groups, k, k), "trunc_normal", std)}
     if bias:
@@ -121,7 +121,32 @@ def _norm(c):
     return {"weight": ParamSpec((c,), "ones"), "bias": ParamSpec((c,))}
 
 
-def _block_specs(cfg, c, k):
+def _layer_norm(p, x, eps):
+    return F.layer_norm(x, p["weight"], p["bias"], eps, axis=-1)
+
+
+def stem_specs(cfg):
+    return [_conv(cfg.in_chans, cfg.dims[0], cfg.patch_size, cfg.conv_bias), _norm(cfg.dims[0])]
+
+
+def stem_apply(p, x, cfg):
+    """Patchify conv (kernel = stride = patch_size) -> LayerNorm."""
+    x = F.conv2d(x, p[0]["weight"], p[0].get("bias"), stride=cfg.patch_size, data_format="NHWC")
+    return _layer_norm(p[1], x, cfg.norm_eps)
+
+
+def downsample_specs(cfg, i):
+    return [_norm(cfg.dims[i - 1]), _conv(cfg.dims[i - 1], cfg.dims[i], 2, cfg.conv_bias)]
+
+
+def downsample_apply(p, x, cfg):
+    """LayerNorm -> 2x2 stride-2 conv, between stages."""
+    x = _layer_norm(p[0], x, cfg.norm_eps)
+    return F.conv2d(x, p[1]["weight"], p[1].get("bias"), stride=2, data_format="NHWC")
+
+
+def block_specs(cfg, i):
+    c, k = cfg.dims[i], cfg.kernel(i)
     spec = {}
     if cfg.ls_init_value is not None:
         spec["gamma"] = ParamSpec((c,), "full", cfg.ls_init_value)
@@ -131,23 +156,56 @@ def _block_specs(cfg, c, k):
     return spec
 
 
+def block_apply(p, x, cfg, rate, key, train):
+    """dwconv -> LN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's ConvNeXtBlock)."""
+    w = p["conv_dw"]["weight"]
+    y = F.conv2d(x, w, p["conv_dw"].get("bias"), padding=(w.shape[2] - 1) // 2, groups=w.shape[0],
+                 data_format="NHWC")
+    y = _layer_norm(p["norm"], y, cfg.norm_eps)
+    return C.mlp_residual(p, x, y, rate, key, train)
+
+
+def stage_specs(cfg, i):
+    stage = {} if i == 0 else {"downsample": downsample_specs(cfg, i)}
+    stage["blocks"] = [block_specs(cfg, i) for _ in range(cfg.depths[i])]
+    return stage
+
+
+def stage_apply(p, x, cfg, i, train, key):
+    """One stage: the downsample (stages after the first), then its blocks."""
+    first = sum(cfg.depths[:i])  # global block index: drop-path rate and key
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
+    if i > 0:
+        x = downsample_apply(p["downsample"], x, cfg)
+    for j, block in enumerate(p["blocks"]):
+        x = block_apply(block, x, cfg, rates[first + j], C.sub_key(key, first + j), train)
+    return x
+
+
+def head_specs(cfg):
+    head = {"norm": _norm(cfg.dims[-1])}
+    if cfg.num_classes:
+        head["fc"] = {"weight": ParamSpec((cfg.num_classes, cfg.dims[-1]), "trunc_normal",
+                                          0.02 * cfg.head_init_scale),
+                      "bias": ParamSpec((cfg.num_classes,))}
+    return head
+
+
+def head_apply(p, x, cfg, train, key, pre_logits=False):
+    """Global average pool -> LayerNorm -> dropout -> fc (timm's NormMlpClassifierHead)."""
+    x = _layer_norm(p["norm"], F.global_avg_pool(x, data_format="NHWC"), cfg.norm_eps)
+    if pre_logits:
+        return x
+    if train and cfg.drop_rate > 0.0:
+        x = F.dropout(x, cfg.drop_rate, key, train=True)
+    return F.linear(x, p["fc"]["weight"], p["fc"]["bias"]) if "fc" in p else x
+
+
+# ---- model --------------------------------------------------------------------------------
 def specs(cfg: ConvNeXtConfig) -> dict:
     """The parameter spec tree (timm's keys, order, shapes and initialisation)."""
-    dims = cfg.dims
-    stages = []
-    for i, (depth, c) in enumerate(zip(cfg.depths, dims)):
-        stage = {} if i == 0 else {"downsample": [_norm(dims[i - 1]),
-                                                  _conv(dims[i - 1], c, 2, cfg.conv_bias)]}
-        stage["blocks"] = [_block_specs(cfg, c, cfg.kernel(i)) for _ in range(depth)]
-        stages.append(stage)
-    head = {"norm": _norm(dims[-1])}
-    if cfg.num_classes:
-        scale = cfg.head_init_scale
-        head["fc"] = {"weight": ParamSpec((cfg.num_classes, dims[-1]), "trunc_normal",
-                                          0.02 * scale),
-                      "bias": ParamSpec((cfg.num_classes,))}
-    return {"stem": [_conv(cfg.in_chans, dims[0], cfg.patch_size, cfg.conv_bias), _norm(dims[0])],
-            "stages": stages, "head": head}
+    return {"stem": stem_specs(cfg), "stages": [stage_specs(cfg, i) for i in range(len(cfg.dims))],
+            "head": head_specs(cfg)}
 
 
 def init(key, config: ConvNeXtConfig, dtype=np.float32):
@@ -179,26 +237,26 @@ def config_from_params(params) -> ConvNeXtConfig:
                          "lucid.models.from_state_dict()") from e
 
 
-# ---- forward ------------------------------------------------------------------------------
-def _layer_norm(p, x, eps):
-    return F.layer_norm(x, p["weight"], p["bias"], eps, axis=-1)
+def _checked(params, state, train, key, config, where):
+    """Validate the trees, the config and the key before any kernel runs; returns the config."""
+    cfg = config_from_params(params) if config is None else config
+    if not isinstance(cfg, ConvNeXtConfig):
+        raise TypeError(f"{where}: config must be a ConvNeXtConfig, got {type(cfg).__name__}")
+    C.check_tree(params, C.expected_shapes(specs, cfg)[0], "params", where)
+    if state is not None and C.named_leaves(state):
+        raise ValueError(f"{where}: ConvNeXt has no state (BatchNorm buffers), got a non-empty "
+                         "state")
+    C.check_key(key, train, cfg.drop_path_rate > 0 or cfg.drop_rate > 0, where,
+                f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
+    return cfg
 
 
-def _block(p, x, cfg, rate, key, train):
-    """dwconv -> LN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's ConvNeXtBlock)."""
-    w = p["conv_dw"]["weight"]
-    y = F.conv2d(x, w, p["conv_dw"].get("bias"), padding=(w.shape[2] - 1) // 2, groups=w.shape[0],
-                 data_format="NHWC")
-    y = _layer_norm(p["norm"], y, cfg.norm_eps)
-    return C.mlp_residual(p, x, y, rate, key, train)
-
-
-def _head(p, x, cfg, train, key):
-    """Global average pool -> LayerNorm -> dropout -> fc (timm's NormMlpClassifierHead)."""
-    x = _layer_norm(p["norm"], F.global_avg_pool(x, data_format="NHWC"), cfg.norm_eps)
-    if train and cfg.drop_rate > 0.0:
-        x = F.dropout(x, cfg.drop_rate, key, train=True)
-    return F.linear(x, p["fc"]["weight"], p["fc"]["bias"]) if "fc" in p else x
+def _features(params, x, cfg, train, key):
+    """NHWC images -> NHWC feature map of the last stage."""
+    x = stem_apply(params["stem"], x, cfg)
+    for i, stage in enumerate(params["stages"]):
+        x = stage_apply(stage, x, cfg, i, train, key)
+    return x
 
 
 def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvNeXtConfig = None):
@@ -215,38 +273,79 @@ def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvN
       logits (N, num_classes), or ``(logits, {})`` when ``train``.
     """
     where = f"{_WHERE}.apply"
-    cfg = config_from_params(params) if config is None else config
-    if not isinstance(cfg, ConvNeXtConfig):
-        raise TypeError(f"{where}: config must be a ConvNeXtConfig, got {type(cfg).__name__}")
-    C.check_tree(params, C.expected_shapes(specs, cfg)[0], "params", where)
-    if state is not None and C.named_leaves(state):
-        raise ValueError(f"{where}: ConvNeXt has no state (BatchNorm buffers), got a non-empty "
-                         "state")
-    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
-    C.check_key(key, train, cfg.drop_path_rate > 0 or cfg.drop_rate > 0, where,
-                f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
+    cfg = _checked(params, state, train, key, config, where)
     x = C.check_input(x, cfg.in_chans, cfg.min_input_size, C.params_dtype(params, where), where)
-    x = lnp.transpose(x, (0, 2, 3, 1))
-    stem = params["stem"]
-    x = F.conv2d(x, stem[0]["weight"], stem[0].get("bias"), stride=cfg.patch_size,
-                 data_format="NHWC")
-    x = _layer_norm(stem[1], x, cfg.norm_eps)
-    g = 0
-    for i, stage in enumerate(params["stages"]):
-        if i > 0:
-            ds = stage["downsample"]
-            x = _layer_norm(ds[0], x, cfg.norm_eps)
-            x = F.conv2d(x, ds[1]["weight"], ds[1].get("bias"), stride=2, data_format="NHWC")
-        for block in stage["blocks"]:
-            x = _block(block, x, cfg, rates[g], C.sub_key(key, g), train)
-            g += 1
-    logits = _head(params["head"], x, cfg, train, C.sub_key(key, g))
+    x = _features(params, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key)
+    logits = head_apply(params["head"], x, cfg, train, C.sub_key(key, sum(cfg.depths)))
     return (logits, {}) if train else logits
 
 
+def forward_features(params, x, *, state=None, train: bool = False, key=None,
+                     config: ConvNeXtConfig = None):
+    """The NCHW feature map before the head (timm's ``forward_features``); same arguments and
+    return convention as :func:`apply`."""
+    where = f"{_WHERE}.forward_features"
+    cfg = _checked(params, state, train, key, config, where)
+    x = C.check_input(x, cfg.in_chans, cfg.min_input_size, C.params_dtype(params, where), where)
+    feats = lnp.transpose(_features(params, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key),
+                          (0, 3, 1, 2))
+    return (feats, {}) if train else feats
+
+
+def forward_head(params, x, *, state=None, train: bool = False, key=None,
+                 config: ConvNeXtConfig = None, pre_logits: bool = False):
+    """The head on an NCHW feature map (timm's ``forward_head``): logits, or the pooled,
+    normalised features with ``pre_logits=True``; same return convention as :func:`apply`."""
+    where = f"{_WHERE}.forward_head"
+    cfg = _checked(params, state, train, key, config, where)
+    x = C.check_input(x, cfg.dims[-1], 1, C.params_dtype(params, where), where)
+    out = head_apply(params["head"], lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
+                     C.sub_key(key, sum(cfg.depths)), pre_logits)
+    return (out, {}) if train else out
+
+
 # ---- object form --------------------------------------------------------------------------
+def _pieces(cfg: ConvNeXtConfig) -> dict:
+    """The sub-modules of the facade: each runs one of the functions above."""
+    from ..nn import Sequential
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
+
+    def block(i, g):
+        return C.Piece("ConvNeXtBlock", lambda: block_specs(cfg, i),
+                       lambda p, s, x, train, key: (block_apply(p, x, cfg, rates[g], key, train), s))
+
+    def stage(i):
+        first = sum(cfg.depths[:i])
+        down = None if i == 0 else C.Piece(
+            "Downsample", lambda: downsample_specs(cfg, i),
+            lambda p, s, x, train, key: (downsample_apply(p, x, cfg), s))
+        blocks = Sequential(*[block(i, first + j) for j in range(cfg.depths[i])])
+        return C.Piece("ConvNeXtStage", lambda: stage_specs(cfg, i),
+                       lambda p, s, x, train, key: (_stage_alone(p, x, cfg, i, train, key), s),
+                       downsample=down, blocks=blocks)
+
+    return {"stem": C.Piece("Stem", lambda: stem_specs(cfg),
+                            lambda p, s, x, train, key: (stem_apply(p, x, cfg), s)),
+            "stages": Sequential(*[stage(i) for i in range(len(cfg.dims))]),
+            "head": C.Piece("NormClassifierHead", lambda: head_specs(cfg),
+                            lambda p, s, x, train, key: (head_apply(p, x, cfg, train, key), s))}
+
+
+def _stage_alone(p, x, cfg, i, train, key):
+    """A stage called on its own: block j of the stage gets ``fold_in(key, j)``."""
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)[sum(cfg.depths[:i]):]
+    if i > 0:
+        x = downsample_apply(p["downsample"], x, cfg)
+    for j, block in enumerate(p["blocks"]):
+        x = block_apply(block, x, cfg, rates[j], C.sub_key(key, j), train)
+    return x
+
+
 class ConvNeXt(C.FamilyModel):
     """ConvNeXt as a Module (``.config``, ``.init``, ``.apply`` give the functional form).
+
+    Sub-modules as timm's: ``stem``, ``stages[i]`` (``downsample``, ``blocks[j]``) and
+    ``head``; each runs its piece of the functional form on its slice of ``params``.
 
     Args:
       num_classes: classifier outputs.
@@ -257,7 +356,9 @@ class ConvNeXt(C.FamilyModel):
     """
 
     _specs, _init, _apply = staticmethod(specs), staticmethod(init), staticmethod(apply)
-    _info = staticmethod(convnext_info)
+    _features, _head = staticmethod(forward_features), staticmethod(forward_head)
+    _info, _build = staticmethod(convnext_info), staticmethod(_pieces)
+    _classifier = "head.fc"
 
     def __init__(self, num_classes: int = 1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),
                  drop_path: float = 0.0, layer_scale_init: float = 1e-6, **overrides):
@@ -271,6 +372,7 @@ class ConvNeXt(C.FamilyModel):
             raise TypeError(f"{where}: unknown argument(s) {sorted(unknown)}")
         self.config = ConvNeXtConfig(num_classes=num_classes, depths=depths, dims=dims,
                                      drop_path_rate=drop_path, ls_init_value=ls, **overrides)
+
 
 # ---- variants -----------------------------------------------------------------------------
 VARIANTS = {
