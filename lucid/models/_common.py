@@ -133,11 +133,18 @@ def pop_alias(overrides: dict, name: str, alias: str, value, default, where: str
     return value
 
 
-def load_weights(model, weights):
-    """``model.load_state_dict(lucid.io.load(weights))`` when a path is given; returns model."""
+def finish_variant(model, variant: str, weights, pretrained: bool):
+    """Give a variant's model timm's ``pretrained_cfg`` and load its weights, if any:
+    ``weights=PATH`` (a timm state dict file) or ``pretrained=True`` (timm's checkpoint from
+    the Hugging Face cache). A classifier of another size stays freshly initialised."""
+    from ._pretrained import PRETRAINED_CFGS, hub_checkpoint, load_pretrained
+    model.pretrained_cfg = dict(PRETRAINED_CFGS[variant])
+    if weights is not None and pretrained:
+        raise TypeError(f"lucid.models.{variant}: pass weights=PATH or pretrained=True, not both")
+    if pretrained:
+        weights = hub_checkpoint(variant)
     if weights is not None:
-        from .. import io
-        model.load_state_dict(io.load(weights))
+        load_pretrained(model, weights)
     return model
 
 

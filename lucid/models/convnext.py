@@ -388,60 +388,69 @@ VARIANTS = {
 }
 
 
-def _create(variant, num_classes, weights, kwargs) -> ConvNeXt:
+def _create(variant, num_classes, weights, pretrained, kwargs) -> ConvNeXt:
     model = ConvNeXt(**{**VARIANTS[variant], "num_classes": num_classes, **kwargs})
-    return C.load_weights(model, weights)
+    return C.finish_variant(model, variant, weights, pretrained)
 
 
 @register_model
-def convnext_atto(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_atto(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Atto: 3.70M params, 0.55 GMACs (1x1-conv MLP weights)."""
-    return _create("convnext_atto", num_classes, weights, kwargs)
+    return _create("convnext_atto", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_femto(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_femto(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Femto (1x1-conv MLP weights)."""
-    return _create("convnext_femto", num_classes, weights, kwargs)
+    return _create("convnext_femto", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_pico(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_pico(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Pico (1x1-conv MLP weights)."""
-    return _create("convnext_pico", num_classes, weights, kwargs)
+    return _create("convnext_pico", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_nano(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_nano(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Nano (1x1-conv MLP weights)."""
-    return _create("convnext_nano", num_classes, weights, kwargs)
+    return _create("convnext_nano", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_tiny(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_tiny(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-T: 28.59M params, 4.46 GMACs at 224."""
-    return _create("convnext_tiny", num_classes, weights, kwargs)
+    return _create("convnext_tiny", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_small(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_small(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-S: 50.22M params, 8.68 GMACs at 224."""
-    return _create("convnext_small", num_classes, weights, kwargs)
+    return _create("convnext_small", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_base(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_base(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-B: 88.59M params, 15.36 GMACs at 224."""
-    return _create("convnext_base", num_classes, weights, kwargs)
+    return _create("convnext_base", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_large(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_large(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-L: 197.77M params, 34.36 GMACs at 224."""
-    return _create("convnext_large", num_classes, weights, kwargs)
+    return _create("convnext_large", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_xlarge(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_xlarge(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-XL: 350.20M params, 60.92 GMACs at 224."""
-    return _create("convnext_xlarge", num_classes, weights, kwargs)
+    return _create("convnext_xlarge", num_classes, weights, pretrained, kwargs)

@@ -530,30 +530,34 @@ VARIANTS = {
 }
 
 
-def _create(variant, num_classes, weights, kwargs) -> InceptionNeXt:
+def _create(variant, num_classes, weights, pretrained, kwargs) -> InceptionNeXt:
     model = InceptionNeXt(**{**VARIANTS[variant], "num_classes": num_classes, **kwargs})
-    return C.load_weights(model, weights)
+    return C.finish_variant(model, variant, weights, pretrained)
 
 
 @register_model
-def inception_next_atto(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_atto(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-Atto: 4.16M params, 0.50 GMACs (band kernel 9, branch ratio 0.25)."""
-    return _create("inception_next_atto", num_classes, weights, kwargs)
+    return _create("inception_next_atto", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def inception_next_tiny(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_tiny(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-T: 28.06M params, 4.19 GMACs at 224."""
-    return _create("inception_next_tiny", num_classes, weights, kwargs)
+    return _create("inception_next_tiny", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def inception_next_small(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_small(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-S: 49.37M params, 8.36 GMACs at 224."""
-    return _create("inception_next_small", num_classes, weights, kwargs)
+    return _create("inception_next_small", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def inception_next_base(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_base(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-B: 86.67M params, 14.84 GMACs at 224."""
-    return _create("inception_next_base", num_classes, weights, kwargs)
+    return _create("inception_next_base", num_classes, weights, pretrained, kwargs)
