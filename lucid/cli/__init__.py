@@ -31,7 +31,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default:" in text or action.default is argparse.SUPPRESS:
+        if "default:" in text or action.default is argparse.SUPPRESS or action.required:
             return text
         if action.default is None:
             return text + " (default: none)" if action.option_strings else text
