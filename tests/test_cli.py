@@ -214,7 +214,7 @@ def test_every_option_has_help_with_its_default():
         for action in sub._actions:                              # noqa: SLF001
             if action.option_strings and action.dest not in ("help", "debug"):
                 assert action.help, (name, action.dest)
-                assert "default" in sub.formatter_class(name)._get_help_string(action), \
+                assert action.required or "default" in sub.formatter_class(name)._get_help_string(action), \
                     (name, action.dest)
         assert "--debug" in text
 

@@ -98,17 +98,21 @@ def load_pretrained(model, weights) -> None:
     theirs = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
     fits = set(own) == set(theirs) and all(
         tuple(theirs[k].shape) == tuple(own[k]) for k in own)
-    if theirs and not fits:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
-        w = theirs.get(prefix + "weight")
-        got = f"{w.shape[0]} classes" if w is not None else "a different shape"
-        _LOG.info("%s: classifier %s of %s (%s) not loaded; re-initialised for %d classes",
-                  type(model).__name__, model._classifier, _source(weights), got,
-                  model.config.num_classes)
-        model.load_state_dict({**state_dict, **{k: v for k, v in model.state_dict().items()
-                                                if k.startswith(prefix)}}, strict=True)
+    if not theirs or fits:
+        model.load_state_dict(state_dict, strict=True)
         return
-    model.load_state_dict(state_dict, strict=True)
+    own_classifier = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    others = {k: v for k, v in state_dict.items() if not k.startswith(prefix)}
+    try:
+        model.load_state_dict({**others, **own_classifier}, strict=True)
+    except ValueError:  # more than the classifier differs: report every mismatch
+        model.load_state_dict(state_dict, strict=True)
+        raise
+    w = theirs.get(prefix + "weight")
+    got = f"{w.shape[0]} classes" if w is not None else "a different shape"
+    _LOG.info("%s: classifier %s of %s (%s) not loaded; re-initialised for %d classes",
+              type(model).__name__, model._classifier, _source(weights), got,
+              model.config.num_classes)
 
 
 def _source(weights) -> str:
