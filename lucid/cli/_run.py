@@ -171,10 +171,11 @@ class Run:
                "images_per_second": p["count"] / max(p["seconds"], 1e-9),
                "seconds": p["seconds"]}
         self.history.append(row)
-        if not self.quiet:
-            print(f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
-                  f"train acc {row['train_accuracy']:.3f}  held-out loss {row['test_loss']:.4f}  "
-                  f"held-out acc {row['test_accuracy']:.3f}  {row['images_per_second']:.0f} img/s")
+        # printed even with --quiet, which hides the progress bar only
+        print(f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
+              f"train acc {row['train_accuracy']:.3f}  held-out loss {row['test_loss']:.4f}  "
+              f"held-out acc {row['test_accuracy']:.3f}  {row['images_per_second']:.0f} img/s",
+              flush=True)
         self.epoch, self.batch = self.epoch + 1, 0
         self.partial = {"loss": 0.0, "correct": 0.0, "count": 0, "seconds": 0.0}
         self._save()
