@@ -43,14 +43,26 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ..distributed import abort_on_error
     try:
         if args.threads is not None:
             from .._backend import set_num_threads
             set_num_threads(args.threads)
-        return int(args.run(args) or 0)
+        with abort_on_error(passthrough=(UserError,)):  # under mpiexec: one line, then MPI_Abort stops every rank
+            return int(args.run(args) or 0)
     except UserError as e:
+        _stop_other_ranks(f"lucid: error: {e}", 2)
         print(f"lucid: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nlucid: interrupted; the last complete checkpoint (if any) is intact", file=sys.stderr)
         return 130
+
+
+def _stop_other_ranks(message: str, status: int) -> None:
+    """Under ``mpiexec`` with several ranks, a user error on one rank aborts them all (the
+    others would wait forever in their next collective); otherwise do nothing."""
+    from .. import distributed
+    if distributed.is_initialized() and distributed.world_size() > 1:
+        distributed.abort(f"{message} (rank {distributed.rank()} of "
+                          f"{distributed.world_size()}; stopping all ranks)", status)
