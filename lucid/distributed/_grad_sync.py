@@ -83,6 +83,7 @@ class GradSync:
         self._completed = []    # the completion order seen on this step
         self._next = 0          # index into _order of the next bucket to start
         self.wait_seconds = 0.0  # time finish() spent waiting on the last step
+        self.backward_end = 0.0  # time.time() when the last step's finish() began
         self.overlapped = False  # whether the last step started buckets during the backward
 
     # ---- per step ----------------------------------------------------------------------
@@ -155,6 +156,7 @@ class GradSync:
         """
         if self._comm is None:
             return grads
+        self.backward_end = time.time()  # wall clock: comparable across ranks on one host
         leaves = _tree.leaves(grads)
         for b_id, bucket in enumerate(self.buckets):
             for i in sorted(bucket.missing):  # not reported by the hook (e.g. no hook seam)
