@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lucid", description="lucid: functional deep learning on "
                                 "CPUs with timm-exact ConvNeXt and InceptionNeXt.")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for Numba kernels and BLAS (default: all cores)")
+                   help="threads for Numba kernels and BLAS (default: all cores; under mpiexec "
+                   "the cores bound to the rank, or the host's cores / ranks on the host)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _train.add_parser(sub)
     _commands.add_parsers(sub)
@@ -45,6 +46,14 @@ def main(argv=None) -> int:
         return 0
     from ..distributed import abort_on_error
     try:
+        from .. import distributed
+        if distributed.launch_env():  # under mpiexec: join now (a missing mpi4py is one line)
+            try:
+                distributed.init()
+            except RuntimeError as e:
+                raise UserError(str(e)) from None
+            if args.threads is None:  # N ranks share the cores
+                args.threads = distributed.threads_per_rank()
         if args.threads is not None:
             from .._backend import set_num_threads
             set_num_threads(args.threads)

@@ -65,11 +65,15 @@ def _run_eval(args) -> int:
         raise UserError(f"the data has labels up to {int(np.max(test.y))} but the model has "
                         f"{n_classes} classes")
     stats = meta["normalize"] if meta else {}
+    from .. import distributed  # under mpiexec: each rank evaluates its shard, sums reduced
+    world, rank = distributed.init(), distributed.rank()
     res = evaluate(model.apply, model.params, model.state,
-                   batches(test, min(args.batch_size, len(test)), shuffle=False,
-                           mean=stats.get("mean"), std=stats.get("std")))
-    print(json.dumps({"accuracy": round(res["accuracy"], 6), "loss": round(res["loss"], 6),
-                      "images": res["count"]}))
+                   batches(test, max(min(args.batch_size, len(test)), world), shuffle=False,
+                           mean=stats.get("mean"), std=stats.get("std"), shard=(rank, world)),
+                   sharded=world > 1)
+    if rank == 0:
+        print(json.dumps({"accuracy": round(res["accuracy"], 6), "loss": round(res["loss"], 6),
+                          "images": res["count"]}))
     return 0
 
 

@@ -19,7 +19,8 @@ import contextlib as _contextlib
 
 from .._sample_shard import sample_shard, shard_bounds
 from ._comm import (abort, abort_on_error, allreduce, barrier, broadcast, check_same, comm,
-                    init, is_initialized, is_main, launch_env, rank, tree_digest, world_size)
+                    init, is_initialized, is_main, launch_env, rank, threads_per_rank, tree_digest,
+                    world_size)
 from ._grad_sync import GradSync
 
 
@@ -38,4 +39,4 @@ def sync_batch_norm():
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "is_main", "barrier", "allreduce",
            "broadcast", "GradSync", "sample_shard", "shard_bounds", "sync_batch_norm",
-           "check_same", "tree_digest", "abort", "abort_on_error", "launch_env", "comm"]
+           "check_same", "tree_digest", "abort", "abort_on_error", "launch_env", "comm", "threads_per_rank"]

@@ -15,7 +15,7 @@ import numpy as np
 from .. import tree as _tree
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "is_main", "allreduce", "broadcast",
-           "barrier", "abort", "check_same", "launch_env", "comm"]
+           "barrier", "abort", "check_same", "launch_env", "comm", "threads_per_rank"]
 
 # Set by the launchers lucid knows: Open MPI (OMPI_*), PMIx-based launchers (Open MPI 5,
 # srun --mpi=pmix), MPICH/Intel MPI hydra (PMI_*), MVAPICH (MV2_*).
@@ -56,6 +56,23 @@ def init() -> int:
         _state.update(comm=world, rank=world.Get_rank(), size=world.Get_size())
     _state["initialized"] = True
     return _state["size"]
+
+
+def threads_per_rank() -> int:
+    """A thread count for this rank that does not oversubscribe its host.
+
+    If the launcher bound the rank to some cores (``--bind-to core|socket``), all of them;
+    otherwise the host's cores divided by the ranks on this host.
+    """
+    cores = os.cpu_count() or 1
+    mine = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    if mine < cores or world_size() == 1:
+        return max(1, mine)
+    from mpi4py import MPI
+    local = _state["comm"].Split_type(MPI.COMM_TYPE_SHARED)
+    here = local.Get_size()
+    local.Free()
+    return max(1, cores // here)
 
 
 def is_initialized() -> bool:
