@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                 "timm-exact ConvNeXt and InceptionNeXt.")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for Numba kernels and BLAS (default: all cores, or "
-                   "LUCID_NUM_THREADS)")
+                   "LUCID_NUM_THREADS; under mpiexec the cores bound to the rank, or the "
+                   "host's cores / ranks on the host)")
     p.add_argument("--debug", action="store_true", default=_env_debug(),
                    help="show the full traceback of an error (also LUCID_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -101,14 +102,25 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from ..distributed import abort_on_error
     try:
+        from .. import distributed
+        if distributed.launch_env():  # under mpiexec: join now (a missing mpi4py is one line)
+            try:
+                distributed.init()
+            except RuntimeError as e:
+                raise UserError(str(e)) from None
+            if args.threads is None:  # N ranks share the cores
+                args.threads = distributed.threads_per_rank()
         if args.threads is not None:
             from .._backend import set_num_threads
             set_num_threads(args.threads)
-        return int(args.run(args) or 0)
+        with abort_on_error(passthrough=(UserError,)):  # under mpiexec: one line, then MPI_Abort stops every rank
+            return int(args.run(args) or 0)
     except UserError as e:
         if args.debug:
             raise
+        _stop_other_ranks(f"lucid: error: {e}", 2)
         print(f"lucid: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -119,3 +131,12 @@ def main(argv=None) -> int:
             raise
         print(f"lucid: error: {describe(e)} (run with --debug for the traceback)", file=sys.stderr)
         return 2
+
+
+def _stop_other_ranks(message: str, status: int) -> None:
+    """Under ``mpiexec`` with several ranks, a user error on one rank aborts them all (the
+    others would wait forever in their next collective); otherwise do nothing."""
+    from .. import distributed
+    if distributed.is_initialized() and distributed.world_size() > 1:
+        distributed.abort(f"{message} (rank {distributed.rank()} of "
+                          f"{distributed.world_size()}; stopping all ranks)", status)

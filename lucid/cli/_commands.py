@@ -85,12 +85,17 @@ def _run_eval(args) -> int:
         raise UserError(f"the data has labels up to {int(np.max(test.y))} but the model has "
                         f"{n_classes} classes")
     stats = meta["normalize"] if meta else {}
-    size = min(args.batch_size, len(test))
+    from .. import distributed  # under mpiexec: each rank evaluates its shard, sums reduced
+    world, rank = distributed.init(), distributed.rank()
+    size = max(min(args.batch_size, len(test)), world)
     res = evaluate(model.apply, model.params, model.state,
                    progress(batches(test, size, shuffle=False, mean=stats.get("mean"),
-                                    std=stats.get("std")), -(-len(test) // size), "eval"))
-    print(json.dumps({"accuracy": round(res["accuracy"], 6), "loss": round(res["loss"], 6),
-                      "images": res["count"]}))
+                                    std=stats.get("std"), shard=(rank, world)),
+                            -(-len(test) // size), "eval"),
+                   sharded=world > 1)
+    if rank == 0:
+        print(json.dumps({"accuracy": round(res["accuracy"], 6), "loss": round(res["loss"], 6),
+                          "images": res["count"]}))
     return 0
 
 

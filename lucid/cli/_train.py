@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--augment", action="store_true",
                    help="random crop (zero padding 4) and horizontal flip of training batches")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every random choice")
+    p.add_argument("--sync-bn", action="store_true", help="under mpiexec: BatchNorm statistics "
+                   "over the global batch (all ranks), so N ranks train as one process")
     p.add_argument("--train-size", type=int, default=d.train_size, help="embedded data: training images")
     p.add_argument("--test-size", type=int, default=d.test_size, help="embedded data: held-out images")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
@@ -84,5 +86,6 @@ def _run_train(args) -> int:
     t0 = time.perf_counter()
     summary = run.fit()
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(summary))
+    if run.rank == 0:
+        print(json.dumps(summary))
     return 0
