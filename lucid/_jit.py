@@ -16,7 +16,8 @@ import threading
 import numpy as np
 
 from . import tree as _tree
-from ._core import Aval, Primitive, Trace, Tracer, _state, aval, aval_of, backend_of, bind
+from ._core import (Aval, Primitive, Trace, Tracer, _state, aval, aval_of, backend_of, bind,
+                    current_scope)
 from ._program import Eqn, Program, Var
 
 __all__ = ["jit", "Jitted", "Lowered", "host_callback", "make_program"]
@@ -73,7 +74,7 @@ class JitTrace(Trace):
         in_vars = tuple(self.var_of(a) for a in args)
         out_avals = prim.out_avals([None if v is None else v.aval for v in in_vars], params)
         out_vars = tuple(Var(a) for a in out_avals)
-        self.eqns.append(Eqn(prim, in_vars, out_vars, dict(params)))
+        self.eqns.append(Eqn(prim, in_vars, out_vars, dict(params), current_scope()))
         outs = tuple(JitTracer(self, v) for v in out_vars)
         return outs if prim.multiple_results else outs[0]
 
@@ -351,3 +352,57 @@ class Lowered:
 
     def __str__(self):
         return self.as_text()
+
+
+# ----------------------------------------------------------------------------- sub-programs
+
+class _SubTrace(JitTrace):
+    """Traces a function called inside another transform into a program of its own;
+    tracers of the enclosing transforms it meets become extra (captured) inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.captured: dict = {}   # id(outer tracer) -> (outer tracer, Var)
+
+    def var_of(self, x):
+        if isinstance(x, Tracer) and x.trace is not self:
+            hit = self.captured.get(id(x))
+            if hit is None:
+                hit = self.captured[id(x)] = (x, Var(x.aval))
+            return hit[1]
+        return super().var_of(x)
+
+
+def trace_subprogram(fun, arg_leaves, arg_def):
+    """Trace ``fun(*arg_def.unflatten(inputs))`` with one abstract input per leaf of
+    ``arg_leaves``; returns (program, output treedef, {input var: value}) where the values
+    are ``arg_leaves`` and the captured outer tracers, for :func:`replay`."""
+    trace = _SubTrace()
+    try:  # arrays become abstract inputs; other leaves (ints, strings) are passed as they are
+        args = [trace.new_input(aval_of(l)) if isinstance(l, (Tracer, np.ndarray)) else l
+                for l in arg_leaves]
+        out = fun(*arg_def.unflatten(args))
+        out_leaves, out_def = _tree.flatten(out)
+        outputs = [_output_var(trace, leaf) for leaf in out_leaves]
+    finally:
+        trace.close()
+    tracers = [(t, l) for t, l in zip(args, arg_leaves) if isinstance(t, JitTracer)]
+    values = {t.var: l for t, l in tracers}
+    values.update({var: x for x, var in trace.captured.values()})
+    program = Program([t.var for t, _ in tracers] + [v for _, v in trace.captured.values()],
+                      trace.eqns, outputs, trace.consts)
+    return program, out_def, values
+
+
+def replay(program: Program, values: dict):
+    """Evaluate ``program`` by binding each equation on ``values`` (input var -> value):
+    the transforms tracing those values see the program's (possibly fused) primitives."""
+    from ._core import exact_scope
+    env = dict(values)
+    env.update(program.consts)
+    for e in program.eqns:
+        args = [None if v is None else env[v] for v in e.inputs]
+        with exact_scope(e.scope):
+            out = bind(e.prim, *args, **e.params)
+        env.update(zip(e.outputs, out if e.prim.multiple_results else (out,)))
+    return [env[v] if isinstance(v, Var) else v.value for v in program.outputs]

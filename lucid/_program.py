@@ -38,6 +38,7 @@ class Eqn:
     inputs: tuple
     outputs: tuple
     params: dict
+    scope: str = ""       # the name scope it was recorded in (lucid._core.name_scope)
 
     @property
     def effectful(self) -> bool:

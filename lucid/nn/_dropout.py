@@ -7,6 +7,7 @@ x's dtype as PyTorch does (``noise.div_(keep)``).
 import numpy as np
 
 from .. import random as _random
+from .._sample_shard import draw_per_sample
 from .._autodiff import primitive
 from .._backend import kernels
 from ._validate import check_real, contiguous, float_array, where
@@ -72,7 +73,8 @@ def dropout(x, rate: float, key, *, train: bool = True):
     x, keep = _check(x, rate, key, train, "dropout")
     if keep is None:
         return x
-    mask = _random.bernoulli(key, keep, tuple(x.shape))
+    # per sample (axis 0): under data parallelism each rank draws its rows of the global mask
+    mask = draw_per_sample(lambda shape: _random.bernoulli(key, keep, shape), x.shape, "dropout")
     scale = x.dtype.type(1) / x.dtype.type(keep)
     return _dropout(x, mask, scale)
 
@@ -94,6 +96,7 @@ def drop_path(x, rate: float, key, *, train: bool = True):
         raise ValueError(f"{where('drop_path')}: x must have a batch axis, got a scalar")
     if keep is None:
         return x
-    mask = _random.bernoulli(key, keep, (x.shape[0],))
+    mask = draw_per_sample(lambda shape: _random.bernoulli(key, keep, shape), (x.shape[0],),
+                           "drop_path")
     scale = x.dtype.type(1) / x.dtype.type(keep)
     return _drop_path(x, mask, scale)
