@@ -110,7 +110,7 @@ def jit_forward_fn(model):
     def forward(x):
         return compiled(params, state, x)
 
-    forward.compiled = compiled  # for .lower()
+    forward.lower = lambda x: compiled.lower(params, state, x)  # the program and its plan
     return forward
 
 
@@ -125,7 +125,7 @@ def jit_train_step_fn(model):
         (loss, _), grads = compiled(params, state, x, y, key)
         return loss, grads
 
-    step.compiled = compiled
+    step.lower = lambda x, y: compiled.lower(params, state, x, y, key)
     return step
 
 

@@ -5,12 +5,16 @@ Usage (from the repository root)::
 
     python benchmarks/profile_lucid.py                         # convnext_tiny, batch 16
     python benchmarks/profile_lucid.py --model inception_next_tiny --batch 1 --cprofile
+    python benchmarks/profile_lucid.py --jit --only train      # the jitted program, per equation
 
-Every ``@primitive`` in the loaded ``lucid`` modules is instrumented in place (its
-forward function is swapped inside the primitive's closure), so each forward and each
-VJP closure is timed with its input shapes. Times are *self* times (a primitive called
-inside another is not counted twice); "outside primitives" is the rest of the step:
-validation, pytree and tape bookkeeping, gradient accumulation of shared inputs. After
+Eager (default): every primitive of the loaded ``lucid`` modules is instrumented in place:
+the kernels of a :class:`lucid._core.Primitive` (``impls``, which a backward rule also
+calls: direction "op") and the forward and VJP closure of an old-style ``@primitive``
+(directions "fwd" and "bwd"), each timed with its input shapes. ``--jit``: the functions
+are compiled by ``lucid.jit`` and each step of the planned program is timed (direction
+"jit"; fused primitives included). Times are *self* times (a primitive called inside
+another is not counted twice); "outside primitives" is the rest of the call: validation,
+pytree and tape bookkeeping, gradient accumulation, output allocation. After
 ``--warmup`` untimed calls, ``--repeats`` calls are profiled and reported per call.
 ``--cprofile`` adds Python's cProfile of one call, sorted by own time.
 """
@@ -54,7 +58,8 @@ def _shapes(args) -> str:
     return " ".join("x".join(map(str, a.shape)) if hasattr(a, "shape") else "-" for a in args)
 
 
-def _wrap_forward(fn, opname, timer):
+def _wrap_legacy(fn, opname, timer):
+    """An old-style primitive's ``fn -> (out, vjp)``, both halves timed."""
     def forward(*args, **kwargs):
         shapes = _shapes(args)
         out, vjp = timer.timed(("fwd", opname, shapes), lambda: fn(*args, **kwargs))
@@ -63,27 +68,53 @@ def _wrap_forward(fn, opname, timer):
     return forward
 
 
-def instrument(timer: OpTimer) -> int:
-    """Swap every loaded primitive's forward for a timed one; returns how many."""
-    seen = set()
+def _wrap_impl(impl, opname, timer, direction="op", shapes=None):
+    """A kernel ``impl(*args, **params)`` timed under (direction, opname, input shapes)."""
+    def timed_impl(*args, **params):
+        key = (direction, opname, _shapes(args) if shapes is None else shapes)
+        return timer.timed(key, lambda: impl(*args, **params))
+    timed_impl.profiled = True
+    return timed_impl
+
+
+def _loaded_primitives() -> list:
+    """Every Primitive reachable from the loaded lucid modules' globals (as an object, or
+    as the ``.primitive`` of an old-style op)."""
+    from lucid._core import Primitive
+    found = {}
     for name, module in list(sys.modules.items()):
         if not name.startswith("lucid") or module is None:
             continue
-        for op in list(vars(module).values()):
-            if id(op) in seen or not callable(op) or not hasattr(op, "primitive"):
-                continue
-            code, closure = getattr(op, "__code__", None), getattr(op, "__closure__", None)
-            if code is None or closure is None:
-                continue
-            cells = dict(zip(code.co_freevars, closure))
-            if "fn" not in cells or "opname" not in cells:
-                continue
-            seen.add(id(op))
-            fn = cells["fn"].cell_contents
-            if not getattr(fn, "profiled", False):
-                cells["fn"].cell_contents = _wrap_forward(fn, cells["opname"].cell_contents,
-                                                         timer)
-    return len(seen)
+        for obj in list(vars(module).values()):
+            prim = obj if isinstance(obj, Primitive) else getattr(obj, "primitive", None)
+            if isinstance(prim, Primitive):
+                found[id(prim)] = prim
+    return list(found.values())
+
+
+def instrument(timer: OpTimer) -> int:
+    """Swap every loaded primitive's kernels for timed ones; returns how many primitives."""
+    prims = _loaded_primitives()
+    for prim in prims:
+        if prim.legacy is not None and not getattr(prim.legacy, "profiled", False):
+            prim.legacy = _wrap_legacy(prim.legacy, prim.name, timer)
+        for backend, impl in list(prim.impls.items()):
+            if not getattr(impl, "profiled", False):
+                prim.impls[backend] = _wrap_impl(impl, prim.name, timer)
+    return len(prims)
+
+
+def instrument_program(lowered, timer: OpTimer) -> int:
+    """Time each step of a jitted program (``Lowered``) in place; returns how many."""
+    steps = lowered.executable.steps
+    for i, (eqn, (impl, ins, outs, params, view)) in enumerate(zip(lowered.program.eqns,
+                                                                      steps)):
+        if not getattr(impl, "profiled", False):
+            shapes = " ".join("x".join(map(str, v.aval.shape)) if v is not None else "-"
+                              for v in eqn.inputs)
+            steps[i] = (_wrap_impl(impl, eqn.prim.name, timer, "jit", shapes), ins, outs,
+                        params, view)
+    return len(steps)
 
 
 def _table(stats, repeats, step_s, by_shape, top):
@@ -121,7 +152,7 @@ def profile(call, label, args, timer):
           f"{1e3 * (step_s - inside):.1f} ms ({100 * (step_s - inside) / step_s:.1f}%); "
           f"other processes used {'?' if others is None else f'{100 * others:.0f}%'} "
           "of the machine meanwhile")
-    for direction in ("fwd", "bwd"):
+    for direction in sorted({k[0] for k in timer.stats}):
         s = sum(v[1] for k, v in timer.stats.items() if k[0] == direction) / args.repeats
         print(f"    {direction}: {1e3 * s:.1f} ms")
     print("\n-- by primitive --\n" + _table(timer.stats, args.repeats, step_s, False, args.top))
@@ -146,23 +177,30 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=25, help="rows per table")
     p.add_argument("--only", default="forward,train", help="forward, train or both")
     p.add_argument("--cprofile", action="store_true", help="add cProfile of one call")
+    p.add_argument("--jit", action="store_true",
+                   help="profile the lucid.jit-compiled functions, step by step")
     args = p.parse_args(argv)
     for var in ("LUCID_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before NumPy loads its BLAS
     sys.path.insert(0, _REPO)
     import lucid
-    from benchmarks import build_model, forward_fn, make_batch, train_step_fn
+    import benchmarks as B
     lucid.set_num_threads(args.threads)
-    model = build_model(args.model)
-    x, y = make_batch(args.batch)
-    calls = {"forward": (lambda f: lambda: f(x))(forward_fn(model)),
-             "train": (lambda s: lambda: s(x, y))(train_step_fn(model))}
+    model = B.build_model(args.model)
+    x, y = B.make_batch(args.batch)
+    forward = (B.jit_forward_fn if args.jit else B.forward_fn)(model)
+    step = (B.jit_train_step_fn if args.jit else B.train_step_fn)(model)
+    calls = {"forward": lambda: forward(x), "train": lambda: step(x, y)}
     timer = OpTimer()
     for kind in args.only.split(","):
-        calls[kind]()  # import (and compile) every module the call needs, then instrument
-        n = instrument(timer)
-        profile(calls[kind], f"{args.model} {kind} batch {args.batch} ({n} primitives "
-                f"instrumented, {args.threads} threads)", args, timer)
+        calls[kind]()  # import (and compile) everything the call needs, then instrument
+        if args.jit:
+            low = forward.lower(x) if kind == "forward" else step.lower(x, y)
+            n = f"{instrument_program(low, timer)} program steps"
+        else:
+            n = f"{instrument(timer)} primitives"
+        profile(calls[kind], f"{args.model} {kind}{' (jit)' if args.jit else ''} batch "
+                f"{args.batch} ({n} instrumented, {args.threads} threads)", args, timer)
     return 0
 
 
