@@ -9,7 +9,7 @@ Dtype rules (JAX-like, float-only):
 """
 import numpy as np
 
-from .._autodiff import Tracer, primitive
+from .._core import Primitive, Tracer, aval, bind
 
 _FLOAT = (np.float32, np.float64)
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -69,10 +69,23 @@ def as_float_array(x, opname: str, dtype=None):
     return convert(x, dtype or result_dtype(opname, x), opname)
 
 
-@primitive(name="astype")
+astype_p = Primitive("astype")
+astype_p.saves = ((), ())  # the VJP reads only the source dtype (from the input's aval)
+astype_p.def_abstract(lambda x, *, dtype: aval(x.shape, dtype))
+
+
+@astype_p.def_impl
+def _astype_impl(x, *, out, dtype):
+    np.copyto(out[0], x, casting="unsafe")  # the same cast as x.astype(dtype)
+
+
+@astype_p.def_vjp
+def _astype_vjp(cts, x, *, results, needs, dtype):
+    return (bind(astype_p, cts[0], dtype=np.dtype(x.dtype)),)
+
+
 def _astype(x, *, dtype):
-    src = x.dtype
-    return x.astype(dtype), lambda g: (g.astype(src),)
+    return bind(astype_p, x, dtype=np.dtype(dtype))
 
 
 def astype(x, dtype):
