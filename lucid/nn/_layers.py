@@ -12,6 +12,8 @@ from . import functional as F
 from ._info import conv2d_info, linear_info, op_info
 from ._module import Module, check_positive_int
 from ._spec import ParamSpec
+from .._core import Tracer
+from ..numpy._binary import add_int
 from ._sync_batch_norm import active_reduce_sum, sync_batch_norm
 
 __all__ = ["Identity", "Conv2d", "Linear", "LayerNorm", "LayerNorm2d", "BatchNorm2d", "GELU",
@@ -197,7 +199,9 @@ def batch_norm_forward(params, state, x, *, train, axis, eps=1e-5, momentum=0.1,
                                             train=True, momentum=momentum, eps=eps, axis=axis)
     new_state = {"running_mean": new_mean, "running_var": new_var}
     if "num_batches_tracked" in state:
-        new_state["num_batches_tracked"] = np.asarray(state["num_batches_tracked"] + 1, np.int64)
+        new_state["num_batches_tracked"] = add_int(
+            state["num_batches_tracked"] if isinstance(state["num_batches_tracked"], Tracer)
+            else np.asarray(state["num_batches_tracked"], np.int64), 1)
     return y, new_state
 
 

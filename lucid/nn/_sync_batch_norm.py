@@ -22,8 +22,9 @@ import threading
 
 import numpy as np
 
-from .._autodiff import primitive
-from ._norm import _affine_terms, _channel_view, _check_batch_norm, _kernel, _param_grads
+from .._core import Primitive, aval, bind
+from ._norm import (_channel_view, _channels, _check_batch_norm, _kernel, _scale_shift,
+                    _store_param_grads)
 from ._validate import check_real, where
 
 __all__ = ["sync_batch_norm", "use_sync_batch_norm", "active_reduce_sum"]
@@ -72,35 +73,78 @@ def _global_stats(xv, channels, layout, reduce_sum):
     return count, g_mean, g_var
 
 
-@primitive(name="nn.functional.sync_batch_norm")
-def _sync_batch_norm_train(x, rm, rv, w, b, *, momentum, eps, layout, reduce_sum):
+# (x, w, b) -> (y, global mean, global biased variance, global count): the statistics are
+# results the VJP and the running-statistics update read. The impls communicate (every rank
+# runs them in the same order), so under lucid.jit the program holds the collective as one
+# of its equations, executed in program order.
+sync_batch_norm_p = Primitive("nn.functional.sync_batch_norm", multiple_results=True)
+sync_batch_norm_p.saves = ((0, 1), (1, 2, 3))
+
+
+@sync_batch_norm_p.def_abstract
+def _sync_abstract(x, w, b, *, eps, layout, reduce_sum):
+    c = (_channels(x, layout),)
+    return (aval(x.shape, x.dtype), aval(c, np.float64), aval(c, np.float64),
+            aval((), np.float64))
+
+
+@sync_batch_norm_p.def_impl
+def _sync_impl(x, w, b, *, out, eps, layout, reduce_sum):
+    y, mean, var, count = out
     xv = _channel_view(x, layout)
-    channels = rm.shape[0]
-    count, mean, var = _global_stats(xv, channels, layout, reduce_sum)
+    count[...], mean[...], var[...] = _global_stats(xv, mean.shape[0], layout, reduce_sum)
+    scale, shift = _scale_shift(mean, 1.0 / np.sqrt(var + eps), w, b, x.dtype)
+    _kernel("batch_norm_fwd", layout)(xv, scale, shift, y.reshape(xv.shape))
+
+
+@sync_batch_norm_p.def_vjp
+def _sync_vjp(cts, x, w, b, *, results, needs, eps, layout, reduce_sum):
+    if cts[0] is None:  # only the running statistics were used: they carry no gradient
+        return None, None, None
+    _, mean, var, count = results
+    dx, dw, db = bind(sync_batch_norm_bwd_p, cts[0], x, w, mean, var, count, eps=eps,
+                      layout=layout, reduce_sum=reduce_sum)
+    return dx, (None if w is None else dw), (None if b is None else db)
+
+
+sync_batch_norm_bwd_p = Primitive("nn.functional.sync_batch_norm_bwd", multiple_results=True)
+sync_batch_norm_bwd_p.def_abstract(
+    lambda g, x, w, mean, var, count, *, eps, layout, reduce_sum: (
+        aval(x.shape, x.dtype), aval(mean.shape, x.dtype), aval(mean.shape, x.dtype)))
+
+
+@sync_batch_norm_bwd_p.def_impl
+def _sync_bwd_impl(g, x, w, mean, var, count, *, out, eps, layout, reduce_sum):
+    dx, dw, db = out
+    channels = mean.shape[0]
+    xv, gv = _channel_view(x, layout), _channel_view(g, layout)
     invstd = 1.0 / np.sqrt(var + eps)
-    scale, shift = _affine_terms(mean, invstd, w, b, x.dtype)
-    y = np.empty_like(xv)
-    _kernel("batch_norm_fwd", layout)(xv, scale, shift, y)
-    new_rm = ((1.0 - momentum) * rm + momentum * mean).astype(rm.dtype)
-    new_rv = ((1.0 - momentum) * rv + momentum * var * (count / (count - 1))).astype(rv.dtype)
+    sum_g, sum_gxc = np.empty(channels), np.empty(channels)
+    _kernel("batch_norm_bwd_sums", layout)(gv, xv, mean, sum_g, sum_gxc)
+    total = np.asarray(reduce_sum(np.concatenate([sum_g, sum_gxc])), np.float64)
+    all_g, all_gxc = total[:channels], total[channels:]
+    n = float(count)
+    a = invstd if w is None else invstd * w
+    bx = -a * invstd * invstd * all_gxc / n
+    c0 = -bx * mean - a * all_g / n
+    _kernel("batch_norm_bwd_x", layout)(gv, xv, a, bx, c0, dx.reshape(xv.shape))
+    # weight/bias gradients from this shard only: the gradient all-reduce sums them
+    _store_param_grads(dw, db, sum_g, sum_gxc, invstd)
 
-    def vjp(g):
-        if g[0] is None:  # only the running statistics were used: they carry no gradient
-            return None, None, None, None, None
-        gv = _channel_view(g[0], layout)
-        sum_g, sum_gxc = np.empty(channels), np.empty(channels)
-        _kernel("batch_norm_bwd_sums", layout)(gv, xv, mean, sum_g, sum_gxc)
-        total = np.asarray(reduce_sum(np.concatenate([sum_g, sum_gxc])), np.float64)
-        all_g, all_gxc = total[:channels], total[channels:]
-        a = invstd if w is None else invstd * w
-        bx = -a * invstd * invstd * all_gxc / count
-        c0 = -bx * mean - a * all_g / count
-        dx = np.empty_like(xv)
-        _kernel("batch_norm_bwd_x", layout)(gv, xv, a, bx, c0, dx)
-        # weight/bias gradients from this shard only: the gradient all-reduce sums them
-        return (dx.reshape(x.shape), None, None) + _param_grads(w, b, sum_g, sum_gxc, invstd)
 
-    return (y.reshape(x.shape), new_rm, new_rv), vjp
+sync_running_stats_p = Primitive("nn.functional.sync_batch_norm_running_stats",
+                                 multiple_results=True)
+sync_running_stats_p.def_abstract(
+    lambda rm, rv, mean, var, count, *, momentum: (aval(rm.shape, rm.dtype),
+                                                   aval(rv.shape, rv.dtype)))
+sync_running_stats_p.def_vjp(lambda cts, *args, **_: (None,) * 5)  # not differentiated
+
+
+@sync_running_stats_p.def_impl
+def _sync_running_stats_impl(rm, rv, mean, var, count, *, out, momentum):
+    n = float(count)
+    out[0][...] = (1.0 - momentum) * rm + momentum * mean
+    out[1][...] = (1.0 - momentum) * rv + momentum * var * (n / (n - 1))
 
 
 def sync_batch_norm(x, running_mean, running_var, weight=None, bias=None, *, reduce_sum,
@@ -128,5 +172,7 @@ def sync_batch_norm(x, running_mean, running_var, weight=None, bias=None, *, red
     eps = check_real(eps, op, "eps", low=0.0)
     momentum = check_real(momentum, op, "momentum", low=0.0, high=1.0)
     layout = "last" if axis == x.ndim - 1 else "mid"
-    return _sync_batch_norm_train(x, rm, rv, w, b, momentum=momentum, eps=eps, layout=layout,
-                                  reduce_sum=reduce_sum)
+    y, mean, var, count = bind(sync_batch_norm_p, x, w, b, eps=eps, layout=layout,
+                               reduce_sum=reduce_sum)
+    new_rm, new_rv = bind(sync_running_stats_p, rm, rv, mean, var, count, momentum=momentum)
+    return y, new_rm, new_rv

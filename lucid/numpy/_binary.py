@@ -240,3 +240,24 @@ logical_xor = _comparison(np.logical_xor, "logical_xor")
 def logical_not(x):
     """Elementwise ``not`` of a bool array (not differentiable)."""
     return equal(x, False)
+
+
+# ---- integer counters (BatchNorm's num_batches_tracked, step counts): no gradient ----
+
+add_int_p = Primitive("add_int")
+add_int_p.def_abstract(lambda x, *, value: aval(x.shape, x.dtype))
+add_int_p.def_vjp(lambda cts, x, **_: (None,))
+
+
+@add_int_p.def_impl
+def _add_int_impl(x, *, out, value):
+    np.add(x, value, out=out[0], casting="unsafe")
+
+
+def add_int(x, value: int):
+    """``x + value`` for an integer array (a counter), traceable; not differentiable."""
+    if not isinstance(x, Tracer):
+        return np.asarray(np.asarray(x) + value, np.asarray(x).dtype)
+    if x.dtype.kind not in "iu":
+        raise TypeError(err("add_int", f"expected an integer array, got dtype {x.dtype}"))
+    return bind(add_int_p, x, value=int(value))
