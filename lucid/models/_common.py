@@ -182,20 +182,17 @@ def mlp_residual(p, x, y, rate: float, key, train: bool):
     """``x + drop_path(gamma * fc2(gelu(fc1(y))))``: the MLP half of a ConvNeXt /
     MetaNeXt block, NHWC (linears over the last axis).
 
-    fc1's bias and the GELU run as one pass (``F.bias_gelu``) and, without drop path,
-    fc2's bias, the layer scale and the residual add as another (``F.scale_residual``);
-    both compute the same roundings as timm's unfused ops.
+    Written with plain ops, as timm writes it. Under ``lucid.jit`` the fusion passes
+    (lucid/_fusion.py) run fc1's bias with the GELU as one pass (``bias_gelu``) and, without
+    drop path, fc2's bias, the layer scale and the residual add as another
+    (``bias_scale_residual``), with the same roundings; eager runs them op by op.
     """
     fc1, fc2 = p["mlp"]["fc1"], p["mlp"]["fc2"]
-    y = F.linear(y, fc1["weight"])
-    y = F.bias_gelu(y, fc1["bias"]) if "bias" in fc1 else F.gelu(y)
-    dropping = train and rate > 0.0
-    if "gamma" in p and not dropping:  # fc2's bias joins the layer scale + residual pass
-        return F.scale_residual(x, F.linear(y, fc2["weight"]), p["gamma"], fc2.get("bias"))
+    y = F.gelu(F.linear(y, fc1["weight"], fc1.get("bias")))
     y = F.linear(y, fc2["weight"], fc2.get("bias"))   # 1x1 conv == linear
     if "gamma" in p:
         y = lnp.multiply(y, p["gamma"])  # channels-last: broadcasts over the last axis
-    if dropping:
+    if train and rate > 0.0:
         y = F.drop_path(y, rate, key, train=True)
     return lnp.add(x, y)
 
