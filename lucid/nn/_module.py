@@ -42,6 +42,10 @@ from .._autodiff import Tracer
 from ._spec import count_params, materialize
 from ._tree_util import has_leaves, map_with_key, merged_leaves, named_leaves, subtree
 
+# Lazy parameter initialisation is rare and must happen once per module, whichever thread
+# gets there first (an RLock: init may build sub-modules' parameters).
+_LAZY_INIT = threading.RLock()
+
 __all__ = ["Module", "Context", "IncompatibleKeys"]
 
 _FORMATS = ("NCHW", "NHWC")
@@ -281,9 +285,11 @@ class Module:
     def params(self):
         """The held parameter pytree (initialised from the global random key on first use)."""
         if self.__dict__.get("_params") is None and not self._held_by_root():
-            params, state = self.init(_random._next_global())
-            held = self.__dict__.get("_state")
-            self._hold(params, state if held is None else held)
+            with _LAZY_INIT:  # two threads calling a fresh model must share one init
+                if self.__dict__.get("_params") is None:
+                    params, state = self.init(_random._next_global())
+                    held = self.__dict__.get("_state")
+                    self._hold(params, state if held is None else held)
         return self._params
 
     @params.setter
@@ -297,7 +303,9 @@ class Module:
             if self.__dict__.get("_params") is None and self._held_by_root():
                 return self._state
             if self.__dict__.get("_params") is None:
-                self.reset_parameters()  # builds both
+                with _LAZY_INIT:
+                    if self.__dict__.get("_params") is None:
+                        self.reset_parameters()  # builds both
             else:
                 self._hold(self._params, self._default_state())
         return self._state
