@@ -27,4 +27,4 @@ def dce(program: Program) -> Program:
 def optimize(program: Program) -> Program:
     """DCE, then the fusion rewrites, then DCE of what they made dead."""
     from ._fusion import fuse
-    return dce(fuse(dce(program)))
+    return dce(fuse(dce(program), fold_batch_norm=True))
