@@ -267,10 +267,10 @@ def _unbox(x, trace):
 
 def _as_primal(leaf, fname):
     """Python and NumPy float scalars are differentiable inputs (as in JAX)."""
+    if isinstance(leaf, np.floating):  # before float: np.float64 is a float subclass
+        return np.asarray(leaf) if leaf.dtype.type in _FLOAT else leaf
     if isinstance(leaf, float):
-        return np.asarray(leaf, np.float32)
-    if isinstance(leaf, np.floating) and leaf.dtype.type in _FLOAT:
-        return np.asarray(leaf)
+        return np.asarray(leaf, np.float32)  # weak, as in JAX: float32
     return leaf
 
 
