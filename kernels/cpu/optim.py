@@ -5,6 +5,10 @@ state and the update in the same pass, instead of the ~10 temporaries a NumPy
 expression would allocate (a ConvNeXt-T step updates 28M parameters). Scalars
 (learning rate, bias corrections) are computed by the caller in float64; the
 arithmetic runs in float64 and is stored in the arrays' dtype.
+
+Memory safety (issue 10 audit): every array argument of one call has g's size; the
+glue in ``lucid/optim`` checks each gradient, parameter and state leaf's shape against
+its parameter (``as_update`` / ``state_array``) before flattening them.
 """
 import math
 
