@@ -10,8 +10,8 @@ import numpy as np
 
 from .._backend import kernels
 from ._base import (EmptyState, GradientTransformation, as_update, c_array, check_scalar,
-                    check_state, describe_path, flatten_none, flatten_up_to, global_norm, is_float_array,
-                    learning_rate_at, new_count, next_count, zeros_like_params)
+                    check_state, describe_path, flatten_none, flatten_up_to, global_norm,
+                    is_float_array, learning_rate_at, new_count, next_count, zeros_like_params)
 
 __all__ = ["ScaleByAdamState", "ScaleByScheduleState", "TraceState", "scale",
            "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
