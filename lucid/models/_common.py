@@ -35,6 +35,20 @@ def check_rate(value, what: str, where: str) -> float:
     return float(value)
 
 
+def check_finite(value, what: str, where: str, *, optional: bool = False,
+                 positive: bool = False):
+    """``value`` as a finite float (``None`` passes when ``optional``), else ValueError:
+    a NaN or infinite layer scale or eps would silently poison every output."""
+    if optional and value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not np.isfinite(float(value)) or (positive and not float(value) > 0):
+        kind = "a positive finite float" if positive else "a finite float"
+        raise ValueError(f"{where}: {what} must be {kind}{' or None' if optional else ''}, "
+                         f"got {value!r}")
+    return float(value)
+
+
 def drop_path_rates(rate: float, depths) -> list:
     """Per-block drop-path rates, linear from 0 to ``rate`` over all blocks (timm)."""
     return [float(r) for r in np.linspace(0.0, rate, sum(depths))]
