@@ -245,7 +245,9 @@ class Piece(Module):
         y, new_state = self._fn(params, state, to_nhwc(x, data_format), train, key)
         return from_nhwc(y, data_format), new_state
 
-    def __new__(cls, kind: str, *args, **kwargs):
+    def __new__(cls, kind: str | None = None, *args, **kwargs):
+        if kind is None:  # copy.copy / deepcopy of a piece
+            return super().__new__(cls)
         # one subclass per kind, so type(model.stem).__name__ is "Stem" as in timm
         sub = _PIECE_CLASSES.get(kind)
         if sub is None:
@@ -286,6 +288,18 @@ class FamilyModel(Module):
                 module._set_root(self)
             if self.__dict__.get("_params") is not None:
                 self._hold(self._params, self.__dict__.get("_state"))
+
+    def __getstate__(self):
+        """Copies and pickles carry the config and trees; the sub-modules are rebuilt."""
+        kids = self.__dict__.get("_children", {})
+        state = {k: v for k, v in self.__dict__.items() if k not in kids}
+        state["_children"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.config = state["config"]  # rebuilds the sub-modules and hands them their slices
+        self.train(self.training)
 
     def specs(self):
         return type(self)._specs(self.config)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import weakref
 
 import numpy as np
 
@@ -257,17 +256,16 @@ class Module:
         """A sub-module of a model gets its slice from the model (``_root``) before it would
         initialise parameters of its own; True when that gave it its trees."""
         root = self.__dict__.get("_root")
-        root = root() if root is not None else None
         if root is None or root is self:
             return False
         root.params  # noqa: B018 - holds the model's trees, which hands every sub-module its slice
         return self.__dict__.get("_params") is not None
 
     def _set_root(self, root) -> None:
-        """Link this module and its descendants to the model holding their parameters."""
-        ref = weakref.ref(root)
+        """Link this module and its descendants to the model holding their parameters (a
+        plain reference: copy.deepcopy and pickle keep the links inside the copy)."""
         for _, m in self.named_modules():
-            m.__dict__["_root"] = ref
+            m.__dict__["_root"] = root
 
     def named_modules(self, prefix: str = "") -> list:
         """``[(dotted name, module), ...]``: this module (name ``prefix``) and every
