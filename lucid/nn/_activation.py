@@ -2,34 +2,37 @@
 
 ``bias_gelu`` is the single-pass ``gelu(h + b)`` over a bias-free linear layer's output
 that the models use to skip one full read and write of the MLP's widest activation.
+Each op is a primitive (shape rule, forward into given outputs, VJP rule) whose
+backward kernels run in a ``<op>_bwd`` primitive.
 """
-import numpy as np
 
-from .._autodiff import primitive
 from .._backend import kernels
-from ..numpy._unary import flat_apply
-from .. import _buffers as buffers
+from .._core import Primitive, aval, bind
+from ..numpy._unary import flat_primitive
 from ._validate import as_rows, contiguous, float_array, same_dtype, where
 
 K = kernels("activation")
 KL = kernels("linear")
 
 
+def _elementwise(name: str, backward_reads: str) -> Primitive:
+    """``nn.functional.<name>`` over the flat kernel ``<name>_fwd``; its VJP runs
+    ``<name>_bwd(g, x or y)`` (``backward_reads``: "x" or "y") as a primitive."""
+    fwd = flat_primitive(f"nn.functional.{name}", "activation", f"{name}_fwd")
+    bwd = flat_primitive(f"nn.functional.{name}_bwd", "activation", f"{name}_bwd")
+    fwd.saves = ((0,), ()) if backward_reads == "x" else ((), (0,))
 
-@primitive(name="nn.functional.relu")
-def _relu(x):
-    y = flat_apply(K.relu_fwd, x)
-    return y, lambda g: (flat_apply(K.relu_bwd, g, y),)
+    @fwd.def_vjp
+    def _vjp(cts, x, *, results, needs):
+        return (bind(bwd, cts[0], x if backward_reads == "x" else results[0]),)
+
+    fwd.bwd = bwd  # for the shape-rule tests
+    return fwd
 
 
-@primitive(name="nn.functional.gelu")
-def _gelu(x):
-    return flat_apply(K.gelu_fwd, x), lambda g: (flat_apply(K.gelu_bwd, g, x),)
-
-
-@primitive(name="nn.functional.gelu")
-def _gelu_tanh(x):
-    return flat_apply(K.gelu_tanh_fwd, x), lambda g: (flat_apply(K.gelu_tanh_bwd, g, x),)
+relu_p = _elementwise("relu", "y")            # the gradient mask is y > 0
+gelu_p = _elementwise("gelu", "x")
+gelu_tanh_p = _elementwise("gelu_tanh", "x")
 
 
 def relu(x):
@@ -40,7 +43,7 @@ def relu(x):
     Returns:
       an array shaped like ``x``.
     """
-    return _relu(float_array(x, "relu", "x"))
+    return bind(relu_p, float_array(x, "relu", "x"))
 
 
 def gelu(x, approximate: str = "none"):
@@ -57,24 +60,40 @@ def gelu(x, approximate: str = "none"):
         raise ValueError(f"{where('gelu')}: approximate must be 'none' or 'tanh', "
                          f"got {approximate!r}")
     x = float_array(x, "gelu", "x")
-    return _gelu(x) if approximate == "none" else _gelu_tanh(x)
+    return bind(gelu_p if approximate == "none" else gelu_tanh_p, x)
 
 
-@primitive(name="nn.functional.bias_gelu")
-def _bias_gelu(h, b):
+bias_gelu_p = Primitive("nn.functional.bias_gelu")
+bias_gelu_p.saves = ((0, 1), ())
+bias_gelu_p.def_abstract(lambda h, b: aval(h.shape, h.dtype))
+
+
+@bias_gelu_p.def_impl
+def _bias_gelu_impl(h, b, *, out):
     h2 = as_rows(h)
-    b = contiguous(b)
-    out = buffers.empty_like(h2)
-    K.bias_gelu_fwd(h2, b, out)
+    K.bias_gelu_fwd(h2, contiguous(b), out[0].reshape(h2.shape))
 
-    def vjp(g):
-        gh = buffers.empty_like(h2)
-        K.bias_gelu_bwd(contiguous(g).reshape(h2.shape), h2, b, gh)
-        gb = np.empty_like(b)
-        KL.bias_add_bwd(gh, gb)
-        return gh.reshape(h.shape), gb
 
-    return out.reshape(h.shape), vjp
+@bias_gelu_p.def_vjp
+def _bias_gelu_vjp(cts, h, b, *, results, needs):
+    return bind(bias_gelu_bwd_p, cts[0], h, b)
+
+
+bias_gelu_bwd_p = Primitive("nn.functional.bias_gelu_bwd", multiple_results=True)
+
+
+@bias_gelu_bwd_p.def_abstract
+def _bias_gelu_bwd_abstract(g, h, b):
+    return aval(h.shape, h.dtype), aval(b.shape, b.dtype)   # gh, gb
+
+
+@bias_gelu_bwd_p.def_impl
+def _bias_gelu_bwd_impl(g, h, b, *, out):
+    gh, gb = out
+    h2 = as_rows(h)
+    gh2 = gh.reshape(h2.shape)
+    K.bias_gelu_bwd(contiguous(g).reshape(h2.shape), h2, contiguous(b), gh2)
+    KL.bias_add_bwd(gh2, gb)
 
 
 def bias_gelu(h, b):
@@ -93,4 +112,4 @@ def bias_gelu(h, b):
         raise ValueError(f"{where(op)}: b must have shape (C,) with C = h.shape[-1], got h "
                          f"{tuple(h.shape)} and b {tuple(b.shape)}")
     same_dtype(op, h=h, b=b)
-    return _bias_gelu(h, b)
+    return bind(bias_gelu_p, h, b)

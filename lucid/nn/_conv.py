@@ -1,7 +1,8 @@
 """2-D convolution (``lucid.nn.functional.conv2d``), with PyTorch's semantics.
 
-One primitive, ``_conv2d``, works in channels-last (NHWC) internally and picks one of
-four paths, each a forward with its backward right below it:
+One primitive, ``conv2d_p`` (its backward kernels in ``conv2d_bwd_p``), works in
+channels-last (NHWC) internally along one of four paths, chosen from the static shapes
+by the public function; each path is a forward with its backward right below it:
 
 * depthwise (groups == C_in == C_out): direct Numba kernels over contiguous channels;
 * pointwise (1x1, stride 1, no padding, groups 1): one BLAS GEMM over (N*H*W, C);
@@ -15,11 +16,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._autodiff import primitive
 from .._backend import kernels
+from .._core import Primitive, aval, bind
 from .. import _buffers as buffers
-from ._validate import (check_channel_vector, check_ndim, float_array, optional_float_array,
-                        same_dtype, where)
+from ._validate import (check_channel_vector, check_ndim, contiguous, float_array,
+                        optional_float_array, same_dtype, where)
 
 __all__ = ["conv2d"]
 
@@ -42,84 +43,115 @@ class _Geometry(NamedTuple):
     Wo: int
 
 
+# ----------------------------------------------------------------------------- layouts
+
+def nhwc(a, channels_last, dtype=None):
+    """``a`` (NCHW, or NHWC when ``channels_last``) as a C-contiguous NHWC array."""
+    return np.ascontiguousarray(a if channels_last else a.transpose(0, 2, 3, 1), dtype=dtype)
+
+
+def nhwc_target(out, channels_last):
+    """The NHWC array a kernel writes for the output ``out``: ``out`` itself when it is
+    NHWC, else scratch that :func:`store_nhwc` transposes into ``out``."""
+    if channels_last:
+        return out
+    N, C, H, W = out.shape
+    return buffers.empty((N, H, W, C), out.dtype)
+
+
+def store_nhwc(y, out, channels_last):
+    if not channels_last:
+        np.copyto(out, y.transpose(0, 3, 1, 2))
+
+
 # ----------------------------------------------------------------------------- depthwise
+# Each path: forward(x, w, b, geo, out) and backward(g, x, w, geo, gx, gw, gb) on
+# C-contiguous NHWC arrays; a gradient passed as None is not wanted (not computed when
+# that saves work).
 
-def _depthwise(x, w, b, geo):
+def _depthwise_weight(w):
     """groups == C_in == C_out: w (C, 1, kh, kw) is used as (kh, kw, C)."""
-    N, _, _, C = x.shape
-    wk = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
-    bias = b if b is not None else np.zeros(C, x.dtype)
-    out = buffers.empty((N, geo.Ho, geo.Wo, C), x.dtype)
-    K.depthwise_fwd(x, wk, bias, geo.sh, geo.sw, geo.pt, geo.pl, out)
+    return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
 
-    def backward(g):
-        gx = buffers.empty_like(x)
-        if geo.sh == geo.sw == 1:  # the adjoint of a stride-1 correlation is the correlation
-            # of g with the flipped kernel and mirrored padding: the (faster) forward kernel
-            wflip = np.ascontiguousarray(wk[::-1, ::-1])
-            K.depthwise_fwd(g, wflip, np.zeros_like(bias), 1, 1, geo.kh - 1 - geo.pt,
-                            geo.kw - 1 - geo.pl, gx)
-        else:
-            K.depthwise_bwd_x(g, wk, geo.sh, geo.sw, geo.pt, geo.pl, gx)
-        gwk, gb = np.empty_like(wk), np.empty_like(bias)
-        K.depthwise_bwd_w(g, x, geo.sh, geo.sw, geo.pt, geo.pl, gwk, gb)
-        gw = np.ascontiguousarray(gwk.transpose(2, 0, 1))[:, None]
-        return gx, gw, (gb if b is not None else None)
 
-    return out, backward
+def _depthwise(x, w, b, geo, out):
+    bias = b if b is not None else np.zeros(x.shape[3], x.dtype)
+    K.depthwise_fwd(x, _depthwise_weight(w), bias, geo.sh, geo.sw, geo.pt, geo.pl, out)
+
+
+def _depthwise_bwd(g, x, w, geo, gx, gw, gb):
+    wk = _depthwise_weight(w)
+    if gx is not None and geo.sh == geo.sw == 1:
+        # the adjoint of a stride-1 correlation is the correlation of g with the flipped
+        # kernel and mirrored padding: the (faster) forward kernel
+        wflip = np.ascontiguousarray(wk[::-1, ::-1])
+        K.depthwise_fwd(g, wflip, np.zeros(x.shape[3], x.dtype), 1, 1, geo.kh - 1 - geo.pt,
+                        geo.kw - 1 - geo.pl, gx)
+    elif gx is not None:
+        K.depthwise_bwd_x(g, wk, geo.sh, geo.sw, geo.pt, geo.pl, gx)
+    if gw is None and gb is None:
+        return
+    gwk = np.empty_like(wk)
+    K.depthwise_bwd_w(g, x, geo.sh, geo.sw, geo.pt, geo.pl, gwk,
+                      gb if gb is not None else np.empty(x.shape[3], x.dtype))
+    if gw is not None:
+        gw[...] = gwk.transpose(2, 0, 1)[:, None]
 
 
 # ----------------------------------------------------------------------------- pointwise
 
-def _pointwise(x, w, b, geo):
+def _pointwise(x, w, b, geo, out):
     """1x1, stride 1, unpadded, groups 1: out (N*H*W, O) = x (N*H*W, C) @ w (O, C).T."""
-    N, H, W, C = x.shape
-    O = w.shape[0]
-    x2, w2 = x.reshape(-1, C), w.reshape(O, C)
-    out = buffers.empty((N, H, W, O), x.dtype)
-    np.matmul(x2, w2.T, out=out.reshape(-1, O))
+    O, C = w.shape[0], x.shape[3]
+    np.matmul(x.reshape(-1, C), w.reshape(O, C).T, out=out.reshape(-1, O))
     if b is not None:
         K.bias_add(out.reshape(-1, O), b)
 
-    def backward(g):
-        g2 = g.reshape(-1, O)
-        gx = buffers.empty_like(x)
-        np.matmul(g2, w2, out=gx.reshape(-1, C))
-        gw = np.matmul(g2.T, x2).reshape(w.shape)
-        return gx, gw, _bias_grad(g2, b)
 
-    return out, backward
+def _pointwise_bwd(g, x, w, geo, gx, gw, gb):
+    O, C = w.shape[0], x.shape[3]
+    g2 = g.reshape(-1, O)
+    if gx is not None:
+        np.matmul(g2, w.reshape(O, C), out=gx.reshape(-1, C))
+    if gw is not None:
+        np.matmul(g2.T, x.reshape(-1, C), out=gw.reshape(O, C))
+    if gb is not None:
+        K.bias_grad(g2, gb)
 
 
 # ----------------------------------------------------------------------------- patchify
 
-def _patchify(x, w, b, geo):
-    """kernel == stride, unpadded, groups 1: space-to-depth, then one GEMM.
-
-    The patch columns are ordered (c, i, j) like OIHW's trailing axes, so the weight is
-    used as the (O, C*kh*kw) view it already is: no per-call weight copy.
-    """
-    N, _, _, C = x.shape
-    O = w.shape[0]
-    cols = buffers.empty((N * geo.Ho * geo.Wo, C * geo.kh * geo.kw), x.dtype)
+def _space_to_depth(x, geo):
+    """The patch columns (N*Ho*Wo, C*kh*kw), ordered (c, i, j) like OIHW's trailing axes,
+    so the weight is used as the (O, C*kh*kw) view it already is: no weight copy."""
+    cols = buffers.empty((x.shape[0] * geo.Ho * geo.Wo, x.shape[3] * geo.kh * geo.kw), x.dtype)
     K.space_to_depth(x, geo.kh, geo.kw, geo.Ho, geo.Wo, cols)
-    w2 = w.reshape(O, -1)
-    out = buffers.empty((N, geo.Ho, geo.Wo, O), x.dtype)
-    np.matmul(cols, w2.T, out=out.reshape(-1, O))
+    return cols
+
+
+def _patchify(x, w, b, geo, out):
+    """kernel == stride, unpadded, groups 1: space-to-depth (rows/columns that do not
+    fill a patch are dropped), then one GEMM."""
+    O = w.shape[0]
+    np.matmul(_space_to_depth(x, geo), w.reshape(O, -1).T, out=out.reshape(-1, O))
     if b is not None:
         K.bias_add(out.reshape(-1, O), b)
 
-    def backward(g):
-        g2 = g.reshape(-1, O)
-        gw = np.matmul(g2.T, cols).reshape(w.shape)
-        gcols = buffers.empty(cols.shape, cols.dtype)
-        np.matmul(g2, w2, out=gcols)
-        gx = buffers.empty_like(x)
+
+def _patchify_bwd(g, x, w, geo, gx, gw, gb):
+    O = w.shape[0]
+    g2 = g.reshape(-1, O)
+    if gw is not None:  # the columns are rebuilt (one pass over x), not kept from forward
+        np.matmul(g2.T, _space_to_depth(x, geo), out=gw.reshape(O, -1))
+    if gx is not None:
+        gcols = buffers.empty((g2.shape[0], w[0].size), x.dtype)
+        np.matmul(g2, w.reshape(O, -1), out=gcols)
         K.depth_to_space(gcols, geo.kh, geo.kw, geo.Ho, geo.Wo, gx)
-        return gx, gw, _bias_grad(g2, b)
+    if gb is not None:
+        K.bias_grad(g2, gb)
 
-    return out, backward
 
+# ----------------------------------------------------------------------------- general
 
 def _weight_matrix(w, groups):
     """OIHW -> (G, kh*kw*Cg, Og), rows ordered (i, j, c) like the patch columns."""
@@ -132,46 +164,7 @@ def _weight_from_matrix(wmat, shape):
     """The inverse of _weight_matrix: (G, kh*kw*Cg, Og) -> OIHW."""
     O, Cg, kh, kw = shape
     G = wmat.shape[0]
-    wg = wmat.reshape(G, kh, kw, Cg, O // G).transpose(0, 4, 3, 1, 2)
-    return np.ascontiguousarray(wg).reshape(shape)
-
-
-# ----------------------------------------------------------------------------- general
-
-def _general(x, w, b, geo):
-    """Any groups, stride and padding: im2col per group, then a batched GEMM."""
-    N, _, _, C = x.shape
-    O, G = w.shape[0], geo.groups
-    M = N * geo.Ho * geo.Wo
-    wmat = _weight_matrix(w, G)
-    cols = _im2col(x, geo)
-    out = np.empty((N, geo.Ho, geo.Wo, O), x.dtype)
-    if G == 1:
-        np.matmul(cols[0], wmat[0], out=out.reshape(M, O))
-    else:  # (G, M, Og) -> (M, G, Og) is exactly NHWC's channel order g*Og + o
-        out.reshape(M, G, O // G)[...] = np.matmul(cols, wmat).transpose(1, 0, 2)
-    del cols  # kh*kw times the input's size: recomputed in backward, not kept
-    if b is not None:
-        K.bias_add(out.reshape(-1, O), b)
-
-    def backward(g):
-        gg = g.reshape(M, G, O // G).transpose(1, 0, 2)
-        gw = _weight_from_matrix(np.matmul(_im2col(x, geo).transpose(0, 2, 1), gg), w.shape)
-        gx = np.empty_like(x)
-        K.col2im(np.matmul(gg, wmat.transpose(0, 2, 1)), geo.kh, geo.kw, geo.sh, geo.sw,
-                 geo.pt, geo.pl, geo.Ho, geo.Wo, gx)
-        return gx, gw, _bias_grad(g.reshape(M, O), b)
-
-    return out, backward
-
-
-def _bias_grad(g2, b):
-    """The bias gradient g2.sum(axis=0) for a (N*Ho*Wo, O) cotangent, or None without bias."""
-    if b is None:
-        return None
-    gb = np.empty_like(b)
-    K.bias_grad(g2, gb)
-    return gb
+    return wmat.reshape(G, kh, kw, Cg, O // G).transpose(0, 4, 3, 1, 2).reshape(shape)
 
 
 def _im2col(x, geo):
@@ -182,8 +175,36 @@ def _im2col(x, geo):
     return cols
 
 
-_PATHS = {"depthwise": _depthwise, "pointwise": _pointwise, "patchify": _patchify,
-          "general": _general}
+def _general(x, w, b, geo, out):
+    """Any groups, stride and padding: im2col per group, then a batched GEMM. The columns
+    (kh*kw times the input's size) are recomputed in backward, not kept."""
+    O, G = w.shape[0], geo.groups
+    M = x.shape[0] * geo.Ho * geo.Wo
+    wmat, cols = _weight_matrix(w, G), _im2col(x, geo)
+    if G == 1:
+        np.matmul(cols[0], wmat[0], out=out.reshape(M, O))
+    else:  # (G, M, Og) -> (M, G, Og) is exactly NHWC's channel order g*Og + o
+        out.reshape(M, G, O // G)[...] = np.matmul(cols, wmat).transpose(1, 0, 2)
+    del cols
+    if b is not None:
+        K.bias_add(out.reshape(-1, O), b)
+
+
+def _general_bwd(g, x, w, geo, gx, gw, gb):
+    O, G = w.shape[0], geo.groups
+    M = x.shape[0] * geo.Ho * geo.Wo
+    gg = g.reshape(M, G, O // G).transpose(1, 0, 2)
+    if gw is not None:
+        gw[...] = _weight_from_matrix(np.matmul(_im2col(x, geo).transpose(0, 2, 1), gg), w.shape)
+    if gx is not None:
+        gcols = np.matmul(gg, _weight_matrix(w, G).transpose(0, 2, 1))
+        K.col2im(gcols, geo.kh, geo.kw, geo.sh, geo.sw, geo.pt, geo.pl, geo.Ho, geo.Wo, gx)
+    if gb is not None:
+        K.bias_grad(g.reshape(M, O), gb)
+
+
+_PATHS = {"depthwise": (_depthwise, _depthwise_bwd), "pointwise": (_pointwise, _pointwise_bwd),
+          "patchify": (_patchify, _patchify_bwd), "general": (_general, _general_bwd)}
 
 
 def _select_path(c_in, c_out, geo):
@@ -196,26 +217,57 @@ def _select_path(c_in, c_out, geo):
     return "general"
 
 
-# ----------------------------------------------------------------------------- primitive
+# ----------------------------------------------------------------------------- primitives
 
-@primitive(name="nn.functional.conv2d")
-def _conv2d(x, w, b, *, geo, channels_last):
-    """The convolution on validated arrays of one dtype; NCHW is transposed at the boundary."""
-    xh = np.ascontiguousarray(x if channels_last else x.transpose(0, 2, 3, 1))
-    w = np.ascontiguousarray(w)
-    b = None if b is None else np.ascontiguousarray(b)
-    out, backward = _PATHS[_select_path(xh.shape[3], w.shape[0], geo)](xh, w, b, geo)
-    if not channels_last:
-        out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+conv2d_p = Primitive("nn.functional.conv2d")
+conv2d_p.saves = ((0, 1), ())  # x and w; the bias is not read by the backward
 
-    def vjp(g):
-        gh = g if channels_last else g.transpose(0, 2, 3, 1)
-        gx, gw, gb = backward(np.ascontiguousarray(gh, dtype=xh.dtype))
-        if not channels_last:
-            gx = np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
-        return gx, gw, gb
 
-    return out, vjp
+@conv2d_p.def_abstract
+def _conv2d_abstract(x, w, b, *, geo, channels_last, path):
+    N, O = x.shape[0], w.shape[0]
+    shape = (N, geo.Ho, geo.Wo, O) if channels_last else (N, O, geo.Ho, geo.Wo)
+    return aval(shape, x.dtype)
+
+
+@conv2d_p.def_impl
+def _conv2d_impl(x, w, b, *, out, geo, channels_last, path):
+    """The convolution on validated arrays of one dtype, in NHWC (NCHW is transposed)."""
+    y = nhwc_target(out[0], channels_last)
+    _PATHS[path][0](nhwc(x, channels_last), contiguous(w),
+                    None if b is None else contiguous(b), geo, y)
+    store_nhwc(y, out[0], channels_last)
+
+
+@conv2d_p.def_vjp
+def _conv2d_vjp(cts, x, w, b, *, results, needs, geo, channels_last, path):
+    wants = (bool(needs[0]), bool(needs[1]), bool(needs[2]) and b is not None)
+    if not any(wants):
+        return None, None, None
+    grads = iter(bind(conv2d_bwd_p, cts[0], x, w, geo=geo, channels_last=channels_last,
+                      path=path, wants=wants))
+    return tuple(next(grads) if want else None for want in wants)
+
+
+conv2d_bwd_p = Primitive("nn.functional.conv2d_bwd", multiple_results=True)
+
+
+@conv2d_bwd_p.def_abstract
+def _conv2d_bwd_abstract(g, x, w, *, geo, channels_last, path, wants):
+    """One result per wanted gradient, in the order (gx, gw, gb)."""
+    avals = (aval(x.shape, x.dtype), aval(w.shape, w.dtype), aval(w.shape[:1], w.dtype))
+    return tuple(a for a, want in zip(avals, wants) if want)
+
+
+@conv2d_bwd_p.def_impl
+def _conv2d_bwd_impl(g, x, w, *, out, geo, channels_last, path, wants):
+    xh = nhwc(x, channels_last)
+    results = iter(out)
+    gx, gw, gb = (next(results) if want else None for want in wants)
+    gxh = None if gx is None else nhwc_target(gx, channels_last)
+    _PATHS[path][1](nhwc(g, channels_last, xh.dtype), xh, contiguous(w), geo, gxh, gw, gb)
+    if gx is not None:
+        store_nhwc(gxh, gx, channels_last)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -262,7 +314,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
         raise ValueError(f"{_OP}: kernel {kh}x{kw} is larger than the padded input "
                          f"{H + pt + pb}x{W + pl + pr} (output would be {Ho}x{Wo})")
     geo = _Geometry(kh, kw, sh, sw, pt, pb, pl, pr, groups, Ho, Wo)
-    return _conv2d(x, w, b, geo=geo, channels_last=channels_last)
+    return bind(conv2d_p, x, w, b, geo=geo, channels_last=channels_last,
+                path=_select_path(C, O, geo))
 
 
 def _check_ranks(x, w, b):

@@ -7,40 +7,80 @@ x's dtype as PyTorch does (``noise.div_(keep)``).
 import numpy as np
 
 from .. import random as _random
-from .._autodiff import primitive
+from .._autodiff import Tracer
+from .._sample_shard import draw_per_sample
 from .._backend import kernels
+from .._core import Primitive, aval, bind
 from ._validate import check_real, contiguous, float_array, where
 
 K = kernels("dropout")
 
 
-@primitive(name="nn.functional.dropout")
-def _dropout(x, keep, scale):
-    x = contiguous(x)
-    out = np.empty_like(x)
-    K.dropout_fwd(x.reshape(-1), keep.reshape(-1), scale, out.reshape(-1))
-
-    def vjp(g):
-        dx = np.empty_like(x)
-        K.dropout_fwd(contiguous(g).reshape(-1), keep.reshape(-1), scale, dx.reshape(-1))
-        return dx, None, None
-
-    return out, vjp
+def _scale(dtype, keep):
+    return np.dtype(dtype).type(1) / np.dtype(dtype).type(keep)
 
 
-@primitive(name="nn.functional.drop_path")
-def _drop_path(x, keep, scale):
-    x = contiguous(x)
-    x2 = x.reshape(x.shape[0], x.size // x.shape[0] if x.shape[0] else 0)
-    out = np.empty_like(x2)
-    K.drop_path_fwd(x2, keep, scale, out)
+def _mask_shape(x, per_sample):
+    return (x.shape[0],) if per_sample else tuple(x.shape)
 
-    def vjp(g):
-        dx = np.empty_like(x2)
-        K.drop_path_fwd(contiguous(g).reshape(x2.shape), keep, scale, dx)
-        return dx.reshape(x.shape), None, None
 
-    return out.reshape(x.shape), vjp
+def _rows(a):
+    """``a`` as (N, rest): drop_path scales whole samples."""
+    a = contiguous(a)
+    return a.reshape(a.shape[0], a.size // a.shape[0] if a.shape[0] else 0)
+
+
+def _apply_mask(x, mask, keep, per_sample, out):
+    """out = x * mask / keep: elementwise (dropout) or per sample (drop_path)."""
+    if per_sample:
+        K.drop_path_fwd(_rows(x), mask, _scale(x.dtype, keep), out.reshape(_rows(x).shape))
+    else:
+        K.dropout_fwd(contiguous(x).reshape(-1), mask.reshape(-1), _scale(x.dtype, keep),
+                      out.reshape(-1))
+
+
+def _masking_primitive(name: str, per_sample: bool):
+    """``name(x, key) -> (y, mask)``: the mask is drawn from the key in the forward and is
+    the residual the VJP reads (never redrawn), so a traced program stays deterministic."""
+    prim = Primitive(f"nn.functional.{name}", multiple_results=True)
+    bwd = Primitive(f"nn.functional.{name}_bwd")
+    prim.saves = ((), (1,))
+
+    @prim.def_abstract
+    def _abstract(x, key, *, keep):
+        return aval(x.shape, x.dtype), aval(_mask_shape(x, per_sample), np.bool_)
+
+    @prim.def_impl
+    def _impl(x, key, *, out, keep):
+        y, mask = out
+        # per sample (axis 0): under data parallelism each rank draws its rows of the global
+        # mask (read when the step runs, so a compiled program serves every rank)
+        mask[...] = draw_per_sample(lambda shape: _random.bernoulli(key, keep, shape),
+                                    mask.shape, name)
+        _apply_mask(x, mask, keep, per_sample, y)
+
+    @prim.def_vjp
+    def _vjp(cts, x, key, *, results, needs, keep):
+        return bind(bwd, cts[0], results[1], keep=keep), None
+
+    bwd.def_abstract(lambda g, mask, *, keep: aval(g.shape, g.dtype))
+
+    @bwd.def_impl
+    def _bwd_impl(g, mask, *, out, keep):
+        _apply_mask(g, mask, keep, per_sample, out[0])
+
+    prim.bwd = bwd  # for the shape-rule tests
+    return prim
+
+
+dropout_p = _masking_primitive("dropout", per_sample=False)
+drop_path_p = _masking_primitive("drop_path", per_sample=True)
+
+
+def _is_key(key):
+    if isinstance(key, Tracer):
+        return key.dtype == np.uint32 and tuple(key.shape) == (2,)
+    return _random.is_key(key)
 
 
 def _check(x, rate, key, train, op):
@@ -51,7 +91,7 @@ def _check(x, rate, key, train, op):
         raise TypeError(f"{where(op)}: train must be a bool, got {train!r}")
     if not train or rate == 0.0:
         return x, None
-    if not _random.is_key(key):
+    if not _is_key(key):
         got = "None" if key is None else type(key).__name__
         raise TypeError(f"{where(op)}: a random key (lucid.random.key / split) is required when "
                         f"train=True and rate > 0, got {got}")
@@ -72,9 +112,7 @@ def dropout(x, rate: float, key, *, train: bool = True):
     x, keep = _check(x, rate, key, train, "dropout")
     if keep is None:
         return x
-    mask = _random.bernoulli(key, keep, tuple(x.shape))
-    scale = x.dtype.type(1) / x.dtype.type(keep)
-    return _dropout(x, mask, scale)
+    return bind(dropout_p, x, key, keep=keep)[0]
 
 
 def drop_path(x, rate: float, key, *, train: bool = True):
@@ -94,6 +132,4 @@ def drop_path(x, rate: float, key, *, train: bool = True):
         raise ValueError(f"{where('drop_path')}: x must have a batch axis, got a scalar")
     if keep is None:
         return x
-    mask = _random.bernoulli(key, keep, (x.shape[0],))
-    scale = x.dtype.type(1) / x.dtype.type(keep)
-    return _drop_path(x, mask, scale)
+    return bind(drop_path_p, x, key, keep=keep)[0]

@@ -4,49 +4,70 @@ lives with the activations).
 Each computes exactly what its unfused chain computes (same roundings), in one pass
 over memory instead of one per op.
 """
-import numpy as np
-
-from .._autodiff import primitive
 from .._backend import kernels
-from .. import _buffers as buffers
+from .._core import Primitive, aval, bind
 from ._validate import (as_rows, check_channel_vector, contiguous, float_array,
                         optional_float_array, same_dtype, where)
 
 K = kernels("fused")
 
+scale_residual_p = Primitive("nn.functional.scale_residual")
+bias_scale_residual_p = Primitive("nn.functional.bias_scale_residual")
+# The VJPs read y and the per-channel vectors; the shortcut x is freed after the forward.
+scale_residual_p.saves = ((1, 2), ())
+bias_scale_residual_p.saves = ((1, 2, 3), ())
+scale_residual_p.def_abstract(lambda x, y, gamma: aval(x.shape, x.dtype))
+bias_scale_residual_p.def_abstract(lambda x, y, gamma, b: aval(x.shape, x.dtype))
 
-@primitive(name="nn.functional.scale_residual")
-def _scale_residual(x, y, gamma):
+
+@scale_residual_p.def_impl
+def _scale_residual_impl(x, y, gamma, *, out):
     x2, y2 = as_rows(x), as_rows(y)
-    gamma = contiguous(gamma)
-    out = buffers.empty_like(x2)
-    K.scale_residual_fwd(x2, y2, gamma, out)
-
-    def vjp(g):
-        g2 = as_rows(g)
-        gy = buffers.empty_like(g2)
-        ggamma = np.empty_like(gamma)
-        K.scale_residual_bwd(g2, y2, gamma, gy, ggamma)
-        return g2.reshape(x.shape), gy.reshape(y.shape), ggamma
-
-    return out.reshape(x.shape), vjp
+    K.scale_residual_fwd(x2, y2, contiguous(gamma), out[0].reshape(x2.shape))
 
 
-@primitive(name="nn.functional.bias_scale_residual")
-def _bias_scale_residual(x, y, gamma, b):
+@bias_scale_residual_p.def_impl
+def _bias_scale_residual_impl(x, y, gamma, b, *, out):
     x2, y2 = as_rows(x), as_rows(y)
-    gamma, b = contiguous(gamma), contiguous(b)
-    out = buffers.empty_like(x2)
-    K.bias_scale_residual_fwd(x2, y2, b, gamma, out)
+    K.bias_scale_residual_fwd(x2, y2, contiguous(b), contiguous(gamma),
+                              out[0].reshape(x2.shape))
 
-    def vjp(g):
-        g2 = as_rows(g)
-        gy = buffers.empty_like(g2)
-        ggamma, gb = np.empty_like(gamma), np.empty_like(b)
-        K.bias_scale_residual_bwd(g2, y2, b, gamma, gy, ggamma, gb)
-        return g2.reshape(x.shape), gy.reshape(y.shape), ggamma, gb
 
-    return out.reshape(x.shape), vjp
+@scale_residual_p.def_vjp
+def _scale_residual_vjp(cts, x, y, gamma, *, results, needs):
+    gy, ggamma = bind(scale_residual_bwd_p, cts[0], y, gamma)
+    return cts[0], gy, ggamma   # d(x + y * gamma)/dx is the identity
+
+
+@bias_scale_residual_p.def_vjp
+def _bias_scale_residual_vjp(cts, x, y, gamma, b, *, results, needs):
+    gy, ggamma, gb = bind(bias_scale_residual_bwd_p, cts[0], y, gamma, b)
+    return cts[0], gy, ggamma, gb
+
+
+scale_residual_bwd_p = Primitive("nn.functional.scale_residual_bwd", multiple_results=True)
+bias_scale_residual_bwd_p = Primitive("nn.functional.bias_scale_residual_bwd",
+                                      multiple_results=True)
+scale_residual_bwd_p.def_abstract(   # gy, ggamma
+    lambda g, y, gamma: (aval(y.shape, y.dtype), aval(gamma.shape, gamma.dtype)))
+bias_scale_residual_bwd_p.def_abstract(   # gy, ggamma, gb
+    lambda g, y, gamma, b: (aval(y.shape, y.dtype), aval(gamma.shape, gamma.dtype),
+                            aval(b.shape, b.dtype)))
+
+
+@scale_residual_bwd_p.def_impl
+def _scale_residual_bwd_impl(g, y, gamma, *, out):
+    gy, ggamma = out
+    g2 = as_rows(g)
+    K.scale_residual_bwd(g2, as_rows(y), contiguous(gamma), gy.reshape(g2.shape), ggamma)
+
+
+@bias_scale_residual_bwd_p.def_impl
+def _bias_scale_residual_bwd_impl(g, y, gamma, b, *, out):
+    gy, ggamma, gb = out
+    g2 = as_rows(g)
+    K.bias_scale_residual_bwd(g2, as_rows(y), contiguous(b), contiguous(gamma),
+                              gy.reshape(g2.shape), ggamma, gb)
 
 
 def scale_residual(x, y, gamma, b=None):
@@ -76,5 +97,5 @@ def scale_residual(x, y, gamma, b=None):
     check_channel_vector(b, x.shape[-1], op, "b", f"x's {x.shape[-1]} channels (last axis)")
     same_dtype(op, x=x, y=y, gamma=gamma, b=b)
     if b is None:
-        return _scale_residual(x, y, gamma)
-    return _bias_scale_residual(x, y, gamma, b)
+        return bind(scale_residual_p, x, y, gamma)
+    return bind(bias_scale_residual_p, x, y, gamma, b)

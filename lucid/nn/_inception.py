@@ -7,8 +7,9 @@ convolutions and a concatenate (each of which copies the activation).
 import numpy as np
 
 from .. import _buffers as buffers
-from .._autodiff import primitive
 from .._backend import kernels
+from .._core import Primitive, aval, bind
+from ._conv import nhwc, nhwc_target, store_nhwc
 from ._validate import check_channel_vector, float_array, optional_float_array, same_dtype, where
 
 __all__ = ["inception_dwconv2d"]
@@ -43,44 +44,69 @@ def _gather(a, c_id, gc):
     return xb
 
 
-@primitive(name="nn.functional.inception_dwconv2d")
-def _inception(x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, channels_last):
-    xh = np.ascontiguousarray(x if channels_last else x.transpose(0, 2, 3, 1))
+inception_p = Primitive("nn.functional.inception_dwconv2d")
+inception_p.saves = ((0, 1, 3, 5), ())  # x and the three weights
+inception_p.def_abstract(lambda x, *wbs, channels_last: aval(x.shape, x.dtype))
+
+
+@inception_p.def_impl
+def _inception_impl(x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, out, channels_last):
+    xh = nhwc(x, channels_last)
+    W = xh.shape[2]
+    ws = [_hwc(w) for w in (w_hw, w_w, w_h)]
+    gc = ws[0].shape[2]
+    c_id = xh.shape[3] - 3 * gc
+    bts = [np.zeros(W * gc, xh.dtype) if b is None else np.tile(b, W) for b in (b_hw, b_w, b_h)]
+    y = nhwc_target(out[0], channels_last)
+    K.mixer_fwd(xh, _gather(xh, c_id, gc), c_id, _tiled(ws[0], W), bts[0], _tiled(ws[1], W),
+                bts[1], _tiled(ws[2], W), bts[2], y)
+    store_nhwc(y, out[0], channels_last)
+
+
+@inception_p.def_vjp
+def _inception_vjp(cts, x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, results, needs, channels_last):
+    gx, gw_hw, gw_w, gw_h, gb_hw, gb_w, gb_h = bind(
+        inception_bwd_p, cts[0], x, w_hw, w_w, w_h, channels_last=channels_last)
+    return (gx, gw_hw, gb_hw if b_hw is not None else None, gw_w,
+            gb_w if b_w is not None else None, gw_h, gb_h if b_h is not None else None)
+
+
+inception_bwd_p = Primitive("nn.functional.inception_dwconv2d_bwd", multiple_results=True)
+
+
+@inception_bwd_p.def_abstract
+def _inception_bwd_abstract(g, x, w_hw, w_w, w_h, *, channels_last):
+    gc = (w_hw.shape[0],)   # gx, the three weight gradients, the three bias gradients
+    return ((aval(x.shape, x.dtype),) + tuple(aval(w.shape, w.dtype) for w in (w_hw, w_w, w_h))
+            + (aval(gc, x.dtype),) * 3)
+
+
+@inception_bwd_p.def_impl
+def _inception_bwd_impl(g, x, w_hw, w_w, w_h, *, out, channels_last):
+    xh, gh = nhwc(x, channels_last), nhwc(g, channels_last)
     N, H, W, C = xh.shape
     ws = [_hwc(w) for w in (w_hw, w_w, w_h)]
     gc = ws[0].shape[2]
     c_id = C - 3 * gc
-    bts = [np.zeros(W * gc, xh.dtype) if b is None else np.tile(b, W) for b in (b_hw, b_w, b_h)]
-    out = buffers.empty_like(xh)
-    K.mixer_fwd(xh, _gather(xh, c_id, gc), c_id, _tiled(ws[0], W), bts[0], _tiled(ws[1], W),
-                bts[1], _tiled(ws[2], W), bts[2], out)
-
-    def vjp(g):
-        gh = np.ascontiguousarray(g if channels_last else g.transpose(0, 2, 3, 1))
-        gb = _gather(gh, c_id, gc)
-        # The adjoint of a stride-1 'same' correlation is the correlation with the
-        # flipped kernel: the forward kernel gives the input gradient.
-        flip = [_tiled(wk[::-1, ::-1], W) for wk in ws]
-        zero = np.zeros(W * gc, xh.dtype)
-        gx = buffers.empty_like(xh)
-        K.mixer_fwd(gh, gb, c_id, flip[0], zero, flip[1], zero, flip[2], zero, gx)
-        chunks = max(1, min(N * H, 16))
-        parts = [np.zeros((chunks,) + wk.shape[:2] + (W * gc,), xh.dtype) for wk in ws]
-        part_b = np.zeros((chunks, 3, W * gc), xh.dtype)
-        # x's branch channels are gathered again rather than kept from the forward: the
-        # gather costs ~0.5 ms, keeping it 3/8 of the activation per block until backward.
-        K.mixer_bwd_w(gb, _gather(xh, c_id, gc), gc, parts[0], parts[1], parts[2], part_b)
-        gws = [_oihw(_untiled(p, gc)) for p in parts]
-        gbs = _untiled(part_b, gc)
-        if not channels_last:
-            gx = np.ascontiguousarray(gx.transpose(0, 3, 1, 2))
-        return (gx, gws[0], gbs[0] if b_hw is not None else None,
-                gws[1], gbs[1] if b_w is not None else None,
-                gws[2], gbs[2] if b_h is not None else None)
-
-    if not channels_last:
-        out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-    return out, vjp
+    gb = _gather(gh, c_id, gc)
+    # The adjoint of a stride-1 'same' correlation is the correlation with the
+    # flipped kernel: the forward kernel gives the input gradient.
+    flip = [_tiled(wk[::-1, ::-1], W) for wk in ws]
+    zero = np.zeros(W * gc, xh.dtype)
+    gx = nhwc_target(out[0], channels_last)
+    K.mixer_fwd(gh, gb, c_id, flip[0], zero, flip[1], zero, flip[2], zero, gx)
+    store_nhwc(gx, out[0], channels_last)
+    chunks = max(1, min(N * H, 16))
+    parts = [np.zeros((chunks,) + wk.shape[:2] + (W * gc,), xh.dtype) for wk in ws]
+    part_b = np.zeros((chunks, 3, W * gc), xh.dtype)
+    # x's branch channels are gathered again rather than kept from the forward: the
+    # gather costs ~0.5 ms, keeping it 3/8 of the activation per block until backward.
+    K.mixer_bwd_w(gb, _gather(xh, c_id, gc), gc, parts[0], parts[1], parts[2], part_b)
+    for gw, p in zip(out[1:4], parts):
+        gw[...] = _oihw(_untiled(p, gc))
+    gbs = _untiled(part_b, gc)
+    for i, gbias in enumerate(out[4:]):
+        gbias[...] = gbs[i]
 
 
 def inception_dwconv2d(x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, data_format="NCHW"):
@@ -118,8 +144,8 @@ def inception_dwconv2d(x, w_hw, b_hw, w_w, b_w, w_h, b_h, *, data_format="NCHW")
     if 3 * gc > C:
         raise ValueError(f"{where(_OP)}: three branches of {gc} channels need at least "
                          f"{3 * gc} channels, x has {C} ({data_format})")
-    return _inception(x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2],
-                      channels_last=data_format == "NHWC")
+    return bind(inception_p, x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2],
+                channels_last=data_format == "NHWC")
 
 
 def _check_weights(ws, names) -> int:

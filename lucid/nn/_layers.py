@@ -12,6 +12,9 @@ from . import functional as F
 from ._info import conv2d_info, linear_info, op_info
 from ._module import Module, check_positive_int
 from ._spec import ParamSpec
+from .._core import Tracer
+from ..numpy._binary import add_int
+from ._sync_batch_norm import active_reduce_sum, sync_batch_norm
 
 __all__ = ["Identity", "Conv2d", "Linear", "LayerNorm", "LayerNorm2d", "BatchNorm2d", "GELU",
            "Dropout", "DropPath", "AdaptiveAvgPool2d", "Flatten", "batch_norm_forward"]
@@ -186,11 +189,19 @@ def batch_norm_forward(params, state, x, *, train, axis, eps=1e-5, momentum=0.1,
     if not train:
         return F.batch_norm(x, mean, var, params["weight"], params["bias"], train=False,
                             eps=eps, axis=axis), state
-    y, new_mean, new_var = F.batch_norm(x, mean, var, params["weight"], params["bias"], train=True,
-                                        momentum=momentum, eps=eps, axis=axis)
+    reduce_sum = active_reduce_sum()  # data parallel with --sync-bn: global batch statistics
+    if reduce_sum is not None:
+        y, new_mean, new_var = sync_batch_norm(x, mean, var, params["weight"], params["bias"],
+                                               reduce_sum=reduce_sum, momentum=momentum, eps=eps,
+                                               axis=axis)
+    else:
+        y, new_mean, new_var = F.batch_norm(x, mean, var, params["weight"], params["bias"],
+                                            train=True, momentum=momentum, eps=eps, axis=axis)
     new_state = {"running_mean": new_mean, "running_var": new_var}
     if "num_batches_tracked" in state:
-        new_state["num_batches_tracked"] = np.asarray(state["num_batches_tracked"] + 1, np.int64)
+        new_state["num_batches_tracked"] = add_int(
+            state["num_batches_tracked"] if isinstance(state["num_batches_tracked"], Tracer)
+            else np.asarray(state["num_batches_tracked"], np.int64), 1)
     return y, new_state
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import weakref
 
 import numpy as np
 
@@ -40,6 +41,10 @@ from .. import random as _random
 from .._autodiff import Tracer
 from ._spec import count_params, materialize
 from ._tree_util import has_leaves, map_with_key, merged_leaves, named_leaves, subtree
+
+# Lazy parameter initialisation is rare and must happen once per module, whichever thread
+# gets there first (an RLock: init may build sub-modules' parameters).
+_LAZY_INIT = threading.RLock()
 
 __all__ = ["Module", "Context", "IncompatibleKeys"]
 
@@ -248,13 +253,43 @@ class Module:
         return y
 
     # ---- held parameters ---------------------------------------------------------------
+    def _held_by_root(self) -> bool:
+        """A sub-module of a model gets its slice from the model (``_root``) before it would
+        initialise parameters of its own; True when that gave it its trees."""
+        root = self.__dict__.get("_root")
+        root = root() if root is not None else None
+        if root is None or root is self:
+            return False
+        root.params  # noqa: B018 - holds the model's trees, which hands every sub-module its slice
+        return self.__dict__.get("_params") is not None
+
+    def _set_root(self, root) -> None:
+        """Link this module and its descendants to the model holding their parameters."""
+        ref = weakref.ref(root)
+        for _, m in self.named_modules():
+            m.__dict__["_root"] = ref
+
+    def named_modules(self, prefix: str = "") -> list:
+        """``[(dotted name, module), ...]``: this module (name ``prefix``) and every
+        descendant, depth first in registration order (PyTorch's ``named_modules``)."""
+        out = [(prefix, self)]
+        for name, child in self.named_children():
+            out += child.named_modules(f"{prefix}.{name}" if prefix else name)
+        return out
+
+    def modules(self) -> list:
+        """This module and all its descendants (PyTorch's ``modules``)."""
+        return [m for _, m in self.named_modules()]
+
     @property
     def params(self):
         """The held parameter pytree (initialised from the global random key on first use)."""
-        if self.__dict__.get("_params") is None:
-            params, state = self.init(_random._next_global())
-            held = self.__dict__.get("_state")
-            self._hold(params, state if held is None else held)
+        if self.__dict__.get("_params") is None and not self._held_by_root():
+            with _LAZY_INIT:  # two threads calling a fresh model must share one init
+                if self.__dict__.get("_params") is None:
+                    params, state = self.init(_random._next_global())
+                    held = self.__dict__.get("_state")
+                    self._hold(params, state if held is None else held)
         return self._params
 
     @params.setter
@@ -265,8 +300,12 @@ class Module:
     def state(self):
         """The held buffers (BatchNorm running statistics); ``{}`` for stateless modules."""
         if self.__dict__.get("_state") is None:
+            if self.__dict__.get("_params") is None and self._held_by_root():
+                return self._state
             if self.__dict__.get("_params") is None:
-                self.reset_parameters()  # builds both
+                with _LAZY_INIT:
+                    if self.__dict__.get("_params") is None:
+                        self.reset_parameters()  # builds both
             else:
                 self._hold(self._params, self._default_state())
         return self._state

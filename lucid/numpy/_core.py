@@ -22,6 +22,8 @@ def err(opname: str, msg: str) -> str:
 
 def _strong_dtype(x, opname: str):
     """The float dtype ``x`` imposes on a result, or None for weak/integer inputs."""
+    if isinstance(x, Tracer) and x.aval.weak:
+        return None  # a Python scalar passed to lucid.jit: weak, as in JAX
     if isinstance(x, (Tracer, np.ndarray, np.generic)):
         dt = x.dtype
     elif isinstance(x, (bool, int, float)):
