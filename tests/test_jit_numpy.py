@@ -249,3 +249,56 @@ def test_split_with_decreasing_indices_sums_the_overlap():
     for i, sl in enumerate([slice(0, 4), slice(4, 1), slice(1, 6)]):
         ref[sl] += i + 1
     np.testing.assert_array_equal(g, ref)
+
+
+# ---------------------------------------------------------------- lucid.jit vs eager
+
+def _jit_vs_eager(fn, args, argnums):
+    """jit(fn) and jit(grad) give eager's bits, on the first call and on a replay (whose
+    buffers hold the previous call's values)."""
+    y = np.asarray(fn(*args))
+    w = rand(y.shape, y.dtype)
+
+    def loss(*a):
+        return lnp.sum(lnp.multiply(fn(*a), w))
+    grad = lucid.grad(loss, argnums=argnums)
+    want = grad(*args)
+    jf, jg = lucid.jit(fn), lucid.jit(grad)
+    for _ in range(2):
+        np.testing.assert_array_equal(jf(*args), y, strict=True)
+        got = jg(*args)
+        for g, e in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,)):
+            np.testing.assert_array_equal(g, e, strict=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fn, oracle, shapes, argnums, prims", NUMPY_CASES + NN_CASES)
+def test_jit_matches_eager(fn, oracle, shapes, argnums, prims, dtype):
+    args = [rand(s, dtype) for s in shapes]
+    args[0].reshape(-1)[:3] = args[0].reshape(-1)[3]  # ties for max
+    _jit_vs_eager(fn, args, argnums)
+
+
+def test_jit_traced_integer_indices_and_labels():
+    x = rand((6, 5))
+    idx, labels = np.array([4, 0, 4, 2]), RNG.integers(0, 5, 6)
+
+    def f(a, i, t):
+        return lnp.sum(a[i, 1:] * 2.0) + F.cross_entropy(a, t) + lnp.sum(lnp.take(a, i, axis=1))
+    jf = lucid.jit(lucid.value_and_grad(f))
+    for i, t in [(idx, labels), (idx[::-1].copy(), labels[::-1].copy())]:
+        got, want = jf(x, i, t), lucid.value_and_grad(f)(x, i, t)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    with pytest.raises(IndexError, match="getitem"):  # traced values: checked when run
+        jf(x, np.array([0, 6, 1, 1]), labels)
+    with pytest.raises(ValueError, match="labels must be in"):
+        jf(x, idx, np.array([0, 1, 2, 3, 4, 5]))
+
+
+def test_jit_masks_concrete_work_traced_are_a_clear_error():
+    x = rand((3, 4))
+    np.testing.assert_array_equal(lucid.jit(lambda a: a[x > 0])(x), x[x > 0])
+    with pytest.raises(TypeError, match="boolean mask that is a traced array"):
+        lucid.jit(lambda a: a[a > 0])(x)
