@@ -164,3 +164,26 @@ def test_batch_norm_folds_into_neighbouring_layers_in_inference():
     want = mod.apply(params, x, state=state, config=cfg)
     got = fwd(params, state, x)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+def test_training_program_recomputes_the_mlp_activation_instead_of_keeping_it():
+    from lucid._passes import dce
+    from lucid._fusion import fuse
+    from lucid._plan import plan_memory
+    mod, cfg = family("convnext")
+    params, _ = mod.init(lucid.random.key(0), cfg)
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = np.array([0, 1, 2, 3])
+
+    def loss(p, x, y):
+        return F.cross_entropy(mod.apply(p, x, config=cfg), y)
+
+    jg = lucid.jit(lucid.grad(loss))
+    low = jg.lower(params, x, y)
+    names = [e.prim.name for e in low.program.eqns]
+    assert names.count("nn.functional.bias_gelu") == 2 * 4     # forward + recomputed, 4 blocks
+    kept = plan_memory(dce(fuse(dce(low.traced), fold_batch_norm=True)))
+    assert low.peak_bytes < kept.arena_bytes                  # the plan got smaller
+    low.executable.plan.check()
+    for a, b in zip(lucid.tree.leaves(jg(params, x, y)), lucid.tree.leaves(lucid.grad(loss)(params, x, y))):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
