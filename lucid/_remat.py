@@ -7,7 +7,9 @@ weight gradient near the end of the backward, while ``h`` itself stays alive unt
 ``bias_gelu_bwd``. Keeping ``a`` costs a 4C-wide buffer per block for the whole step;
 recomputing it from ``h`` just before its late reader costs one elementwise pass. The pass
 does this when every input of the producing equation is alive at the late reader anyway
-(so nothing else's lifetime grows), and the recomputation gives the same bits.
+(so nothing else's lifetime grows), and the recomputation gives the same bits. The same
+holds for LayerNorm's output, read by fc1 and by fc1's weight gradient while LayerNorm's
+input waits for ``layer_norm_bwd``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from ._program import Eqn, Program, Var
 
 __all__ = ["rematerialize", "REMAT_PRIMITIVES"]
 
-REMAT_PRIMITIVES = frozenset({"nn.functional.bias_gelu", "nn.functional.gelu"})
+REMAT_PRIMITIVES = frozenset({"nn.functional.bias_gelu", "nn.functional.gelu",
+                              "nn.functional.layer_norm"})
 MIN_GAP = 8   # equations between the forward and the late reader worth a recomputation
 
 
@@ -43,9 +46,9 @@ def rematerialize(program: Program) -> Program:
     inserts: dict = {}     # equation index -> recomputations to place before it
     renames: dict = {}     # (equation index, var) -> the recomputed var it reads instead
     for i, e in enumerate(program.eqns):
-        if e.prim.name not in REMAT_PRIMITIVES or len(e.outputs) != 1:
+        if e.prim.name not in REMAT_PRIMITIVES:
             continue
-        v = e.outputs[0]
+        v = e.outputs[0]          # the activation (layer_norm's mean/rstd come along)
         rs = readers.get(v, [])
         if v in outputs or len(rs) < 2 or rs[-1] - rs[-2] < MIN_GAP:
             continue
@@ -53,10 +56,10 @@ def rematerialize(program: Program) -> Program:
         if not all(u in external or last.get(u, -1) >= late
                    for u in e.inputs if isinstance(u, Var)):
             continue   # recomputing would keep an input alive longer than it lives now
-        v2 = Var(v.aval)
-        inserts.setdefault(late, []).append(Eqn(e.prim, e.inputs, (v2,), dict(e.params),
+        fresh = tuple(Var(o.aval) for o in e.outputs)
+        inserts.setdefault(late, []).append(Eqn(e.prim, e.inputs, fresh, dict(e.params),
                                                 e.scope))
-        renames[(late, v)] = v2
+        renames[(late, v)] = fresh[0]
     if not inserts:
         return program
     eqns = []
