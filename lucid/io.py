@@ -22,7 +22,7 @@ import json
 import os
 import pickle
 import zipfile
-from typing import Any, Callable, Dict, Iterator, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple
 
 import numpy as np
 
