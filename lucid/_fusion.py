@@ -70,7 +70,7 @@ def _fuse_bias_gelu(program, uses, i, e, replaced):
     if lin.prim.name != "nn.functional.linear" or lin.inputs[2] is None:
         return False
     b = lin.inputs[2]
-    if b.aval.shape != (v.aval.shape[-1],):
+    if len(v.aval.shape) < 1 or b.aval.shape != (v.aval.shape[-1],):
         return False
     h = Var(aval(v.aval.shape, v.aval.dtype))
     replaced[j] = [_linear_without_bias(lin, h)]
@@ -84,7 +84,7 @@ def _scaled_branch(program, uses, t, i):
     if j is None or not uses.only_reader(t, i):
         return None
     mul = program.eqns[j]
-    if mul.prim.name != "multiply":
+    if mul.prim.name != "multiply" or len(t.aval.shape) < 1:
         return None
     a, b = mul.inputs
     for y, gamma in ((a, b), (b, a)):
