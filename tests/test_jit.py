@@ -280,3 +280,14 @@ def test_value_and_grad_from_two_threads_no_false_nesting_error():
     assert not errors, errors
     np.testing.assert_allclose(results[0][1], 2.0 * np.ones(4))
     np.testing.assert_allclose(results[1][1], 4.0 * np.ones(4))
+
+
+def test_donated_argument_also_passed_undonated_is_not_overwritten_early():
+    def f(p, q):
+        return lnp.exp(p) * 0.0 + q * 2.0     # reads q after p's buffer could be reused
+
+    jf = lucid.jit(f, donate_argnums=0)
+    x = rand(64)
+    want = f(x, x)
+    got = jf(x, x.copy() if False else x)
+    np.testing.assert_array_equal(got, want)
