@@ -187,8 +187,17 @@ def _mpiexec():
     return local if os.path.exists(local) else shutil.which("mpiexec")
 
 
-needs_mpi = pytest.mark.skipif(_mpiexec() is None, reason="no mpiexec: install the mpi extra "
-                               "(pip install -e '.[mpi]') to run the MPI tests")
+def _missing_mpi():
+    import importlib.util
+    if _mpiexec() is None:
+        return "no mpiexec"
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpiexec but no mpi4py"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_missing_mpi() is not None, reason=f"{_missing_mpi()}: install the "
+                               "mpi extra (pip install -e '.[mpi]') to run the MPI tests")
 TINY = ["--depths", "1,1,1,1", "--dims", "8,16,24,32", "--train-size", "40", "--test-size", "33",
         "--epochs", "1", "--optimizer", "sgd", "--lr", "0.05", "--quiet"]
 
