@@ -129,13 +129,13 @@ def head_specs(cfg):
 
 def head_apply(p, x, cfg, train, key, pre_logits=False):
     """Global average pool -> LayerNorm -> dropout -> fc (timm's NormMlpClassifierHead)."""
-    with name_scope("global_pool"):
+    with name_scope("head"), name_scope("global_pool"):
         x = F.global_avg_pool(x, data_format="NHWC")
     x = _layer_norm(p["norm"], x, cfg.norm_eps)
     if pre_logits:
         return x
     if train and cfg.drop_rate > 0.0:
-        with name_scope("drop"):
+        with name_scope("head"), name_scope("drop"):
             x = F.dropout(x, cfg.drop_rate, key, train=True)
     return F.linear(x, p["fc"]["weight"], p["fc"]["bias"]) if "fc" in p else x
 
@@ -197,8 +197,7 @@ def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvN
     cfg = _checked(params, state, train, key, config, where)
     x = C.check_input(x, cfg.in_chans, cfg.min_input_size, C.params_dtype(params, where), where)
     x = _features(params, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key)
-    with name_scope("head"):
-        logits = head_apply(params["head"], x, cfg, train, C.sub_key(key, sum(cfg.depths)))
+    logits = head_apply(params["head"], x, cfg, train, C.sub_key(key, sum(cfg.depths)))
     return (logits, {}) if train else logits
 
 
@@ -221,9 +220,8 @@ def forward_head(params, x, *, state=None, train: bool = False, key=None,
     where = f"{_WHERE}.forward_head"
     cfg = _checked(params, state, train, key, config, where)
     x = C.check_input(x, cfg.dims[-1], 1, C.params_dtype(params, where), where)
-    with name_scope("head"):
-        out = head_apply(params["head"], lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
-                         C.sub_key(key, sum(cfg.depths)), pre_logits)
+    out = head_apply(params["head"], lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
+                     C.sub_key(key, sum(cfg.depths)), pre_logits)
     return (out, {}) if train else out
 
 

@@ -167,15 +167,16 @@ def head_specs(cfg):
 
 
 def head_apply(p, s, x, cfg, train, key, pre_logits=False):
-    """The head by its pure function (built-in MlpHead) or its Module's ``_call``."""
+    """The head (name scope "head") by its pure function (MlpHead) or its Module's ``_call``."""
     head = _parts(cfg)[1]
-    if head.kind == "mlp_head":
-        return mlp_head_apply(p, x, head.cfg, train=train, key=key, data_format="NHWC",
-                              pre_logits=pre_logits), s
-    if pre_logits:
-        raise ValueError(f"{_WHERE}.forward_head: pre_logits needs the built-in head "
-                         f"(MlpHead), not {type(head.cfg).__name__}")
-    return head.cfg._call(p, s, x, train, key, "NHWC")
+    with name_scope("head"):
+        if head.kind == "mlp_head":
+            return mlp_head_apply(p, x, head.cfg, train=train, key=key, data_format="NHWC",
+                                  pre_logits=pre_logits), s
+        if pre_logits:
+            raise ValueError(f"{_WHERE}.forward_head: pre_logits needs the built-in head "
+                             f"(MlpHead), not {type(head.cfg).__name__}")
+        return head.cfg._call(p, s, x, train, key, "NHWC")
 
 
 # ---- model --------------------------------------------------------------------------------
@@ -194,8 +195,7 @@ def init(key, config: InceptionNeXtConfig, dtype=np.float32):
 
 
 def _features(params, state, x, cfg, train, key):
-    """NHWC images -> NHWC feature map; returns ``(x, new_state)`` (without the head's).
-    Each piece runs in the name scope of its module path (read by lucid.summary)."""
+    """NHWC images -> NHWC feature map; returns ``(x, new_state)`` (without the head's)."""
     with name_scope("stem"):
         x, stem_state = stem_apply(params["stem"], state["stem"], x, train)
     new_state = {"stem": stem_state, "stages": []}
@@ -222,9 +222,8 @@ def apply(params, x, *, state=None, train: bool = False, key=None,
     """
     cfg, state, x = _checked(params, x, state, train, key, config)
     x, new_state = _features(params, state, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key)
-    with name_scope("head"):
-        logits, head_state = head_apply(params.get("head", {}), subtree(state, "head"), x, cfg,
-                                        train, C.sub_key(key, sum(cfg.depths)))
+    logits, head_state = head_apply(params.get("head", {}), subtree(state, "head"), x, cfg, train,
+                                    C.sub_key(key, sum(cfg.depths)))
     _put(new_state, "head", head_state)
     return (logits, new_state) if train else logits
 
@@ -245,10 +244,9 @@ def forward_head(params, x, *, state=None, train: bool = False, key=None,
     """The head on an NCHW feature map (timm's ``forward_head``): logits, or the hidden
     features before the classifier with ``pre_logits=True``; convention of :func:`apply`."""
     cfg, state, x = _checked(params, x, state, train, key, config, "forward_head", True)
-    with name_scope("head"):
-        y, head_state = head_apply(params.get("head", {}), subtree(state, "head"),
-                                   lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
-                                   C.sub_key(key, sum(cfg.depths)), pre_logits)
+    y, head_state = head_apply(params.get("head", {}), subtree(state, "head"),
+                               lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
+                               C.sub_key(key, sum(cfg.depths)), pre_logits)
     new_state = dict(state)
     _put(new_state, "head", head_state)
     return (y, new_state) if train else y
