@@ -8,6 +8,7 @@ import numpy as np
 from .. import numpy as lnp
 from .. import random as _random
 from .._autodiff import Tracer
+from .._core import name_scope
 from ..nn import functional as F
 from ..nn._module import Module
 from ..nn._spec import count_params, materialize
@@ -202,12 +203,15 @@ def mlp_residual(p, x, y, rate: float, key, train: bool):
     (``bias_scale_residual``), with the same roundings; eager runs them op by op.
     """
     fc1, fc2 = p["mlp"]["fc1"], p["mlp"]["fc2"]
-    y = F.gelu(F.linear(y, fc1["weight"], fc1.get("bias")))
+    y = F.linear(y, fc1["weight"], fc1.get("bias"))
+    with name_scope("mlp"), name_scope("act"):   # timm's module path of the GELU
+        y = F.gelu(y)
     y = F.linear(y, fc2["weight"], fc2.get("bias"))   # 1x1 conv == linear
     if "gamma" in p:
         y = lnp.multiply(y, p["gamma"])  # channels-last: broadcasts over the last axis
     if train and rate > 0.0:
-        y = F.drop_path(y, rate, key, train=True)
+        with name_scope("drop_path"):
+            y = F.drop_path(y, rate, key, train=True)
     return lnp.add(x, y)
 
 
@@ -262,14 +266,13 @@ class FamilyModel(Module):
     """The facade shared by the model families: a config plus the family's functional form.
 
     A family's class sets ``_specs``, ``_init``, ``_apply`` (its module-level functions),
-    ``_features``/``_head`` (``forward_features``/``forward_head``), ``_info`` (its analytic
-    layer-info function), ``_classifier`` (the classifier's key prefix, timm's
+    ``_features``/``_head`` (``forward_features``/``forward_head``), ``_classifier`` (the classifier's key prefix, timm's
     ``pretrained_cfg["classifier"]``) and ``_build`` (the sub-modules of a config). Calling
     the model runs ``_apply``; the sub-modules (``stem``, ``stages``, ``head``) wrap the same
     functions piece by piece, for ``children()``/``named_modules()`` and for running one piece.
     """
 
-    _specs = _init = _apply = _features = _head = _info = _build = None
+    _specs = _init = _apply = _features = _head = _build = None
     _classifier = ""
     pretrained_cfg: dict = {}
 
@@ -361,10 +364,6 @@ class FamilyModel(Module):
         if self.__dict__.get("_params") is None:
             return count_params(self.specs())  # without allocating the parameters
         return super().num_parameters()
-
-    def layer_info(self, in_shape, name=""):
-        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
-        return type(self)._info(self.config, tuple(in_shape))
 
     def extra_repr(self):
         return repr(self.config)

@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import random as _random
 from .._autodiff import Tracer
+from .._core import name_scope
 from ._spec import count_params, materialize
 from ._tree_util import has_leaves, map_with_key, merged_leaves, named_leaves, subtree
 
@@ -105,8 +106,9 @@ class Context:
         return None if self.key is None else _random.fold_in(self.key, self.calls)
 
     def call_child(self, name, child, x):
-        y, ns = child._call(subtree(self.params, name), subtree(self.state, name), x,
-                            self.train, self.next_key(), self.data_format)
+        with name_scope(name):   # the child's module path, on its traced equations
+            y, ns = child._call(subtree(self.params, name), subtree(self.state, name), x,
+                                self.train, self.next_key(), self.data_format)
         if has_leaves(ns):
             self.child_states[name] = ns
         return y
@@ -412,16 +414,6 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
-
-    # ---- summary -----------------------------------------------------------------------
-    def layer_info(self, in_shape, name: str = ""):
-        """A :class:`lucid.nn.LayerInfo` tree for an NCHW input shape (used by lucid.summary).
-
-        The default knows the parameter count only; built-in layers also give output shapes
-        and MACs.
-        """
-        from ._info import LayerInfo
-        return LayerInfo(name, type(self).__name__, None, self.num_parameters(), None)
 
 
 def check_positive_int(value, what: str, where: str) -> int:
