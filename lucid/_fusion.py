@@ -43,7 +43,7 @@ class _Uses:
 
 def _prim(name):
     """The primitive registered under ``name`` (imported lazily: lucid.nn imports us)."""
-    from .nn import _activation, _fused, _linear  # noqa: F401 - registers the primitives
+    from .nn import _activation, _fused
     table = {
         "nn.functional.bias_gelu": _activation.bias_gelu_p,
         "nn.functional.scale_residual": _fused.scale_residual_p,
