@@ -19,7 +19,10 @@ if "OMP_WAIT_POLICY" not in _os.environ:
 
 from . import io, numpy, random, tree  # noqa: E402
 from . import nn, models, optim, data, metrics  # noqa: E402
+from . import distributed  # noqa: E402  (imports MPI only under an MPI launcher, at init())
 from ._autodiff import Tracer, grad, is_tracer, stop_gradient, value_and_grad, vjp
+from ._core import ConcretizationError
+from ._jit import jit
 from ._backend import backend, set_backend, set_num_threads
 from ._summary import summary
 
@@ -30,7 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "numpy", "random", "tree", "tree_map", "tree_leaves", "io", "nn", "models", "optim", "data",
-    "metrics", "summary",
-    "grad", "value_and_grad", "vjp", "stop_gradient", "is_tracer", "Tracer",
+    "metrics", "summary", "distributed",
+    "grad", "value_and_grad", "vjp", "jit", "stop_gradient", "is_tracer", "Tracer",
+    "ConcretizationError",
     "backend", "set_backend", "set_num_threads",
 ]

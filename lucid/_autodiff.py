@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _buffers
 from ._backend import kernels
-from ._core import Primitive, Trace, Tracer, aval_of, bind
+from ._core import Primitive, Trace, Tracer, aval_of, bind, inside
 from . import tree as _tree
 
 __all__ = ["Tracer", "primitive", "vjp", "grad", "value_and_grad", "stop_gradient",
@@ -267,10 +267,10 @@ def _unbox(x, trace):
 
 def _as_primal(leaf, fname):
     """Python and NumPy float scalars are differentiable inputs (as in JAX)."""
+    if isinstance(leaf, np.floating):  # before float: np.float64 is a float subclass
+        return np.asarray(leaf) if leaf.dtype.type in _FLOAT else leaf
     if isinstance(leaf, float):
-        return np.asarray(leaf, np.float32)
-    if isinstance(leaf, np.floating) and leaf.dtype.type in _FLOAT:
-        return np.asarray(leaf)
+        return np.asarray(leaf, np.float32)  # weak, as in JAX: float32
     return leaf
 
 
@@ -300,7 +300,7 @@ def vjp(f, *primals, has_aux: bool = False):
     where: dict = {}  # input node -> (primal position, leaf index)
     try:
         boxed = [_tree.map(_boxer(trace, pos, where), p) for pos, p in enumerate(primals)]
-        result = f(*boxed)
+        result = _fused_call(f, boxed) if inside("jit") else f(*boxed)
     finally:
         trace.close()
     if has_aux:
@@ -313,6 +313,27 @@ def vjp(f, *primals, has_aux: bool = False):
     out = out_def.unflatten([_unbox(x, trace) for x in out_leaves])
     vjp_fn = functools.partial(_pullback, boxed, out_leaves, out_def, trace, where)
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def _fused_call(f, boxed):
+    """``f(*boxed)`` under lucid.jit: trace ``f`` into a program, run the fusion passes on
+    it, then replay it on the differentiated values, so the grad transform (and the
+    backward it emits) sees the fused primitives. Eager grad calls ``f`` directly."""
+    from ._fusion import fuse
+    from ._jit import replay, trace_subprogram
+    leaves, arg_def = _tree.flatten(tuple(boxed))
+    program, out_def, values = trace_subprogram(lambda *a: f(*a), leaves, _ArgsOf(arg_def))
+    return out_def.unflatten(replay(fuse(program), values))
+
+
+class _ArgsOf:
+    """Unflattens traced leaves into the positional arguments of the function."""
+
+    def __init__(self, treedef):
+        self.treedef = treedef
+
+    def unflatten(self, leaves):
+        return tuple(self.treedef.unflatten(leaves))
 
 
 def _boxer(trace, pos, where):
@@ -390,7 +411,12 @@ def _hook_reporter(boxed, where):
         reported.add(node)
         pos, index = where[node]
         like = _find_leaf(leaves[pos], node)
-        hook(pos, index, _zeros(like.primal) if ct is None else _cast(ct, like.dtype))
+        g = _zeros(like.primal) if ct is None else _cast(ct, like.dtype)
+        if isinstance(g, Tracer):  # inside lucid.jit: an effect of the compiled program
+            from ._jit import host_callback
+            host_callback(hook, g, args=(pos, index))
+        else:
+            hook(pos, index, g)
 
     def finish():  # inputs no output depends on: zero gradients, reported last
         for node in sorted(where.keys() - reported, key=lambda n: n.id):

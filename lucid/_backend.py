@@ -91,9 +91,6 @@ def set_num_threads(n: int) -> None:
     if _backend == "cpu":
         importlib.import_module("lucid.kernels.cpu._common")
     import numba
+    from threadpoolctl import threadpool_limits
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(n, user_api="blas")
-    except ImportError:  # threadpoolctl is optional; BLAS then follows OMP/OPENBLAS_NUM_THREADS
-        pass
+    threadpool_limits(n, user_api="blas")

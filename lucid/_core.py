@@ -19,6 +19,7 @@ Traces are per thread, so transforms in two threads never see each other.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import NamedTuple
 
@@ -168,6 +169,9 @@ class Primitive:
                  saves=None):
         self.name, self.multiple_results, self.view = name, multiple_results, view
         self.saves = saves
+        # True when an output may be written into one of its (dead afterwards, same shape
+        # and dtype) inputs: elementwise kernels that read position i before writing it.
+        self.inplace_ok = False
         self.abstract = None
         self.impls: dict = {}
         self.vjp = None
@@ -206,6 +210,41 @@ class Primitive:
 class _TraceState(threading.local):
     def __init__(self):
         self.level = 0
+        self.traces = []  # the transforms tracing on this thread, outermost first
+        self.scope = ()   # the name scope stack (module / layer names), see name_scope
+
+
+@contextlib.contextmanager
+def name_scope(name: str):
+    """Name the operations recorded inside (``lucid.jit`` keeps the scope on each equation;
+    ``lucid.summary`` groups a model's program into layers by it). Scopes nest with ".";
+    outside a transform this costs one tuple append."""
+    old = _state.scope
+    _state.scope = old + (str(name),)
+    try:
+        yield
+    finally:
+        _state.scope = old
+
+
+def current_scope() -> str:
+    return ".".join(_state.scope)
+
+
+@contextlib.contextmanager
+def exact_scope(scope: str):
+    """Record under exactly ``scope`` (a dotted path), e.g. when replaying a program."""
+    old = _state.scope
+    _state.scope = tuple(scope.split(".")) if scope else ()
+    try:
+        yield
+    finally:
+        _state.scope = old
+
+
+def inside(kind: str) -> bool:
+    """True when a transform of this kind ("jit", "grad") is tracing on this thread."""
+    return any(t.kind == kind for t in _state.traces)
 
 
 _state = _TraceState()
@@ -218,13 +257,14 @@ class Trace:
 
     def __init__(self):
         _state.level += 1
+        _state.traces.append(self)
         self.level = _state.level
         self.live = True
-        self.thread = threading.get_ident()
 
     def close(self):
         self.live = False
         _state.level -= 1
+        _state.traces.remove(self)
 
     def process(self, prim, args, params):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -15,7 +15,13 @@ in float64 (53-bit uniforms).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
+
+from ._core import Primitive, Tracer, aval, bind
+from ._limits import check_alloc
 
 __all__ = ["key", "PRNGKey", "is_key", "split", "fold_in", "bits", "uniform", "normal",
            "truncated_normal", "bernoulli", "permutation", "randint", "seed", "randn", "rand"]
@@ -36,8 +42,9 @@ PRNGKey = key
 
 
 def is_key(x) -> bool:
-    """True when ``x`` is a lucid key (uint32 array of shape (2,))."""
-    return isinstance(x, np.ndarray) and x.dtype == np.uint32 and x.shape == (2,)
+    """True when ``x`` is a lucid key (uint32 array of shape (2,)), concrete or traced."""
+    return (isinstance(x, (np.ndarray, Tracer)) and x.dtype == np.uint32
+            and tuple(x.shape) == (2,))
 
 
 def _check_key(k, fn: str) -> int:
@@ -89,6 +96,8 @@ def _shape(shape, fn):
         raise TypeError(f"lucid.random.{fn}: shape must be a tuple of ints, got {shape!r}") from e
     if any(s < 0 for s in shape):
         raise ValueError(f"lucid.random.{fn}: shape must be non-negative, got {shape}")
+    # uint64 words per element: refused before np.prod (int64) could wrap or memory run out
+    check_alloc(f"lucid.random.{fn}", shape, np.uint64, "buffer of random 64-bit words")
     return shape
 
 
@@ -234,3 +243,56 @@ def rand(*shape) -> np.ndarray:
     """float32 uniform [0, 1) samples from the global key."""
     shape = _varargs_shape(shape)
     return uniform(_next_global(), shape, np.float32)
+
+
+# ----------------------------------------------------------------------------- under jit
+# Inside lucid.jit a key is a traced value: each draw is then one `random` primitive of the
+# program (static: the function, its arguments, the result's shape and dtype) whose impl
+# is the function above, so compiled and eager runs draw the same numbers.
+
+random_p = Primitive("random")
+random_p.def_abstract(lambda k, *, fn, args, shape, dtype: aval(shape, dtype))
+random_p.def_vjp(lambda cts, k, **_: (None,))
+_DRAWS: dict = {}
+
+
+@random_p.def_impl
+def _random_impl(k, *, out, fn, args, shape, dtype):
+    out[0][...] = _DRAWS[fn](k, *args)
+
+
+def _out_shape_dtype(fn, a):
+    """The shape and dtype a draw returns, from its (bound) arguments."""
+    if fn == "fold_in":
+        return (2,), np.uint32
+    if fn == "split":
+        return (int(a["num"]), 2), np.uint32
+    if fn == "permutation":
+        return (int(a["n"]),), np.int64
+    shape = _shape(a["shape"], fn)
+    dtype = {"bits": np.uint64, "bernoulli": np.bool_, "randint": np.int64}.get(fn)
+    return shape, np.dtype(dtype or _dtype(a["dtype"], fn))
+
+
+def _traceable(f):
+    _DRAWS[f.__name__] = f
+    sig = inspect.signature(f)
+
+    @functools.wraps(f)
+    def draw(k, *args, **kwargs):
+        if not isinstance(k, Tracer):
+            return f(k, *args, **kwargs)
+        if not is_key(k):
+            _check_key(k, f.__name__)
+        bound = sig.bind(k, *args, **kwargs)
+        bound.apply_defaults()
+        rest = dict(list(bound.arguments.items())[1:])
+        shape, dtype = _out_shape_dtype(f.__name__, rest)
+        return bind(random_p, k, fn=f.__name__, args=tuple(rest.values()), shape=shape,
+                    dtype=np.dtype(dtype))
+    return draw
+
+
+split, fold_in, bits, uniform, normal, truncated_normal, bernoulli, permutation, randint = (
+    _traceable(f) for f in (split, fold_in, bits, uniform, normal, truncated_normal, bernoulli,
+                            permutation, randint))

@@ -143,3 +143,126 @@ def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
     _, _, _, meta = load_checkpoint(str(ckpt))   # intact and readable
     assert meta["step"] >= 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# ---- issue 13: a new user's CLI ----------------------------------------------------------
+def test_piped_quiet_train_prints_plain_epoch_lines(trained):
+    res = lucid_cli("train", *TINY_TRAIN, "--out", str(trained / "again"))
+    assert res.returncode == 0, res.stderr
+    assert "\r" not in res.stdout + res.stderr                  # no progress-bar frames
+    assert res.stdout.splitlines()[0].startswith("epoch 1/1  train loss ")
+
+
+def test_eval_and_predict_on_the_runs_model_file(trained, tmp_path):
+    res = lucid_cli("eval", "--weights", str(trained / "model.safetensors"))
+    assert res.returncode == 0, res.stderr
+    log = json.loads((trained / "log.json").read_text())
+    assert json.loads(res.stdout)["accuracy"] == pytest.approx(log[-1]["test_accuracy"], abs=1e-6)
+    import shutil
+    alone = tmp_path / "model.safetensors"   # outside its run: say what it is, as in train
+    shutil.copy(trained / "model.safetensors", alone)
+    assert_user_error(lucid_cli("eval", "--weights", str(alone), "--data", "synthetic"),
+                      "--model")
+    res = lucid_cli("eval", "--weights", str(alone), "--data", "synthetic", "--model", "convnext",
+                    "--depths", "1,1,1,1", "--dims", "8,16,16,24")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["images"] == 1000
+    res = lucid_cli("eval", "--weights", str(alone), "--data", "synthetic", "--model", "convnext")
+    assert_user_error(res, "do not fit")
+
+
+def test_deep_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    assert_user_error(lucid_cli("summary", "convnext_atto", "--input-size", "8"), "H, W >= 32")
+    assert_user_error(lucid_cli("--threads", "0", "list"), "--threads", "at least 1")
+    assert_user_error(lucid_cli("train", "--epochs", "two"), "--epochs", "invalid int")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    assert_user_error(lucid_cli("eval", "--weights", str(bad), "--model", "convnext_atto",
+                                "--data", "synthetic"), "bad.safetensors")
+    res = lucid_cli("--debug", "summary", "convnext_atto", "--input-size", "8")
+    assert res.returncode != 0 and "Traceback" in res.stderr and "H, W >= 32" in res.stderr
+    env_debug = subprocess.run([sys.executable, "-m", "lucid", "summary", "convnext_atto",
+                                "--input-size", "8"], capture_output=True, text=True,
+                               env={**os.environ, "LUCID_DEBUG": "1"}, timeout=300)
+    assert "Traceback" in env_debug.stderr
+
+
+def test_disk_full_is_one_line(tmp_path):
+    # a sitecustomize makes every fsync fail as a full disk does (ENOSPC)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import errno, os\n"
+        "def _full(fd):\n"
+        "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "os.fsync = _full\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run([sys.executable, "-m", "lucid", "train", *TINY_TRAIN, "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert_user_error(res, "no space left")
+
+
+def test_every_option_has_help_with_its_default():
+    from lucid.cli import _parser
+    parser = _parser()
+    commands = parser._subparsers._group_actions[0].choices     # noqa: SLF001 - argparse's tree
+    assert set(commands) == {"train", "eval", "predict", "summary", "list", "bench"}
+    for name, sub in commands.items():
+        assert sub.description, name
+        text = sub.format_help()
+        for action in sub._actions:                              # noqa: SLF001
+            if action.option_strings and action.dest not in ("help", "debug"):
+                assert action.help, (name, action.dest)
+                assert action.required or "default" in sub.formatter_class(name)._get_help_string(action), \
+                    (name, action.dest)
+        assert "--debug" in text
+
+
+def test_one_epoch_curves_have_integer_ticks():
+    from lucid.cli._report import curves_figure
+    row = {"epoch": 1, "train_loss": 1.0, "test_loss": 0.9, "train_accuracy": 0.5,
+           "test_accuracy": 0.6}
+    fig = curves_figure([row])
+    assert [list(ax.get_xticks()) for ax in fig.axes] == [[1], [1]]
+    fig3 = curves_figure([{**row, "epoch": e} for e in (1, 2, 3)])
+    assert list(fig3.axes[0].get_xticks()) == [1, 2, 3]
+
+
+def test_predict_uses_the_variants_pretrained_cfg(monkeypatch, tmp_path):
+    from lucid import models
+    from lucid.cli import _predict
+    seen = []
+
+    def fake(path, size, crop_pct, mean, std, interpolation):
+        seen.append((size, crop_pct, tuple(np.round(mean, 3)), interpolation))
+        return np.zeros((3, size, size), np.float32)
+    monkeypatch.setattr(_predict, "preprocess", fake)
+    model = models.convnext_tiny(num_classes=1000)   # tiny: timm's crop_pct is 0.95
+    monkeypatch.setattr(model, "apply", lambda p, x, state: np.zeros((len(x), 1000), np.float32))
+    monkeypatch.setattr(type(model), "state_dict", lambda self: {"head.fc.weight": np.zeros((1000, 1))})
+    list(_predict.predict_images(model, None, ["a.png"], None, "w", 5))
+    assert seen == [(224, 0.95, (0.485, 0.456, 0.406), "bicubic")]
+    assert _predict._resized_size(300, 400, 235) == (235, 313)    # torchvision's Resize(235)
+
+
+def test_first_epoch_bar_says_kernels_compile_instead_of_an_eta(monkeypatch):
+    import io
+    from lucid.cli import _report
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setattr(_report, "_steps_in_process", 0)
+    bar = _report.EpochBar(0, 5, 100, 0, quiet=False)
+    first_frame = term.getvalue()
+    assert "epoch 1/5 (compiling kernels)" in first_frame and "<" not in first_frame
+    for _ in range(3):
+        bar.update(loss=1.0, acc=0.5, ips=10.0)
+    assert bar.bar.bar_format is None and "compiling" not in bar.bar.desc   # ETA from here on
+    bar.close()
+    assert _report.EpochBar(1, 5, 100, 0, quiet=True).bar is None      # --quiet: no bar
+    monkeypatch.setattr(Terminal, "isatty", lambda self: False)
+    assert _report.EpochBar(1, 5, 100, 0, quiet=False).bar is None     # piped: no bar

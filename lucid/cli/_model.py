@@ -35,6 +35,17 @@ def flat_state_dict(params, state) -> dict:
     return flat
 
 
+def parse_ints(text, name: str):
+    """``"1,1,3,1"`` -> ``[1, 1, 3, 1]`` (None stays None) for --depths/--dims."""
+    if text is None or isinstance(text, list):
+        return text
+    try:
+        return [int(v) for v in str(text).split(",")]
+    except ValueError:
+        raise UserError(f"--{name} must be comma-separated integers like 1,1,3,1, "
+                        f"got {text!r}") from None
+
+
 def family_of(name: str) -> str:
     return "inception_next" if name.startswith("inception_next") else "convnext"
 

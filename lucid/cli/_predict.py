@@ -1,6 +1,7 @@
 """``lucid predict``: ImageNet-style preprocessing and top-k class names."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -9,12 +10,22 @@ from . import UserError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-CROP_PCT = 0.875  # timm's default for these models: resize to 224/0.875 = 256, centre-crop 224
+CROP_PCT = 0.875  # timm's default crop_pct: resize to 224/0.875 = 256, centre-crop 224
+_FILTERS = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST",
+            "lanczos": "LANCZOS", "box": "BOX", "hamming": "HAMMING"}
+
+
+def _resized_size(w: int, h: int, short: int) -> tuple:
+    """torchvision's ``Resize(short)``: the short side to ``short``, the long one truncated."""
+    if w <= h:
+        return short, int(short * h / w)
+    return int(short * w / h), short
 
 
 def preprocess(path: str, size: int, crop_pct: float = CROP_PCT,
-               mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
-    """Read an image: resize the short side to size/crop_pct (bicubic), centre-crop, normalise.
+               mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bicubic") -> np.ndarray:
+    """Read an image as timm's eval transform does: resize the short side to
+    ``floor(size / crop_pct)``, centre-crop ``size``, scale to [0, 1], normalise.
 
     Returns:
       float32 array (3, size, size), NCHW-ready.
@@ -23,14 +34,9 @@ def preprocess(path: str, size: int, crop_pct: float = CROP_PCT,
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
-            scale = int(round(size / crop_pct)) if crop_pct < 1 else size
-            w, h = im.size
-            if w <= h:
-                new = (scale, max(scale, int(round(h * scale / w))))
-            else:
-                new = (max(scale, int(round(w * scale / h))), scale)
-            im = im.resize(new, Image.BICUBIC)
-            left, top = (new[0] - size) // 2, (new[1] - size) // 2
+            new = _resized_size(*im.size, math.floor(size / crop_pct))
+            im = im.resize(new, getattr(Image, _FILTERS.get(interpolation, "BICUBIC")))
+            left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
             im = im.crop((left, top, left + size, top + size))
             arr = np.asarray(im, dtype=np.float32) / 255.0
     except FileNotFoundError:
@@ -72,8 +78,13 @@ def predict_images(model, meta, images, labels_path, weights_path, top: int):
         mean = np.asarray(meta["normalize"]["mean"], np.float32)
         std = np.asarray(meta["normalize"]["std"], np.float32)
         batch = np.stack([preprocess(p, size, 1.0, mean, std) for p in images])
-    else:
-        batch = np.stack([preprocess(p, 224) for p in images])
+    else:  # timm's pretrained_cfg of the variant (timm's defaults for custom depths/dims)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        size = int(cfg.get("input_size", (3, 224, 224))[-1])
+        mean = np.asarray(cfg.get("mean", IMAGENET_MEAN), np.float32)
+        std = np.asarray(cfg.get("std", IMAGENET_STD), np.float32)
+        batch = np.stack([preprocess(p, size, cfg.get("crop_pct", CROP_PCT), mean, std,
+                                     cfg.get("interpolation", "bicubic")) for p in images])
     model.eval()
     probs = np.asarray(F.softmax(model.apply(model.params, batch, state=model.state), axis=-1))
     k = min(top, n_classes)

@@ -17,6 +17,7 @@ from ..checkpoint import (CheckpointError, load_checkpoint, restore_leaves, rest
                           save_checkpoint)
 from ..training import NonFiniteLossError, TrainState, evaluate, make_train_step, step_key
 from . import UserError
+from . import _distributed as dist
 from ._data import load_datasets
 from ._model import FAMILIES, build_model, check_model_name
 from ._report import EpochBar, write_logs
@@ -44,19 +45,40 @@ class RunConfig:
     label_smoothing: float = 0.1
     augment: bool = False   # the embedded shapes already vary in position, size and colour
     seed: int = 0
+    sync_bn: bool = False   # data parallel: BatchNorm statistics over the global batch
     train_size: int = 10000
     test_size: int = 2000
 
     def check(self) -> None:
-        for name in ("epochs", "batch_size", "image_size", "train_size", "test_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        """Refuse settings no run can use: non-positive sizes, and non-finite or
+        out-of-range numbers (``--lr inf``, ``--clip-norm nan``), also from a tampered
+        checkpoint's saved config."""
+        for name in ("epochs", "batch_size", "image_size", "train_size", "test_size", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UserError(f"{_flag(name)} must be an int, got {value!r}")
+            if name != "seed" and value < 1:
+                raise UserError(f"{_flag(name)} must be at least 1, got {value}")
+        for name in ("lr", "warmup_epochs", "weight_decay", "clip_norm", "drop_path",
+                     "label_smoothing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise UserError(f"{_flag(name)} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        for name in ("warmup_epochs", "weight_decay", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{_flag(name)} must be >= 0 (0 turns it off), got "
+                                f"{getattr(self, name)}")
         if not 0 <= self.drop_path < 1:
             raise UserError(f"--drop-path must be in [0, 1), got {self.drop_path}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _keys(seed: int) -> dict:
@@ -70,7 +92,10 @@ class Run:
     def __init__(self, cfg: RunConfig, out: str, checkpoint_every: int = 0, quiet: bool = False):
         cfg.check()
         check_model_name(cfg.model, extra=FAMILIES)
-        self.cfg, self.out, self.quiet = cfg, out, quiet
+        from .. import distributed
+        self.world, self.rank = distributed.init(), distributed.rank()
+        dist.check_world(cfg.batch_size, self.world)
+        self.cfg, self.out, self.quiet = cfg, out, quiet or self.rank != 0  # rank 0 reports
         self.checkpoint_every = max(0, int(checkpoint_every))
         self.keys = _keys(cfg.seed)
         self.train_set, self.test_set = load_datasets(cfg)
@@ -90,6 +115,7 @@ class Run:
         run = cls(cfg, out, **kw)
         params, state = run.model.init(run.keys["init"])
         run.ts = TrainState(params, state, run.optimizer.init(params), 0)
+        dist.prepare(run)
         return run
 
     @classmethod
@@ -109,6 +135,9 @@ class Run:
         run.ts = TrainState(params, state, opt_state, int(meta["step"]))
         run.epoch, run.batch = int(meta["epoch"]), int(meta["batch"])
         run.history, run.partial = meta["history"], meta["partial"]
+        if run.rank != 0:  # the saved sums are global: rank 0 carries them on
+            run.partial = {"loss": 0.0, "correct": 0.0, "count": 0, "seconds": 0.0}
+        dist.prepare(run)
         if not run.quiet:
             print(f"resuming {path} at epoch {run.epoch + 1}, step {run.ts.step}")
         return run
@@ -120,7 +149,9 @@ class Run:
             if self._train_epoch(stop_after_step):
                 return {"stopped_at_step": self.ts.step}
             self._end_epoch()
-        self.model.save_weights(self.ts.params, self.ts.state, os.path.join(self.out, "model.safetensors"))
+        if self.rank == 0:
+            self.model.save_weights(self.ts.params, self.ts.state,
+                                    os.path.join(self.out, "model.safetensors"))
         last = self.history[-1] if self.history else {}
         return {"epochs": self.cfg.epochs, "steps": self.ts.step,
                 "test_accuracy": last.get("test_accuracy"), "out": self.out}
@@ -131,11 +162,13 @@ class Run:
         epoch_key = lrandom.fold_in(self.keys["data"], self.epoch)
         bar = EpochBar(self.epoch, cfg.epochs, self.steps_per_epoch, self.batch, self.quiet)
         for x, y in batches(self.train_set, cfg.batch_size, key=epoch_key, shuffle=True,
-                            drop_last=True, start_batch=self.batch,
+                            drop_last=True, start_batch=self.batch, shard=(self.rank, self.world),
                             augment=RandomCropFlip() if cfg.augment else None):
             t0 = time.perf_counter()
             try:
-                self.ts, loss, acc = self.train_step(self.ts, x, y, step_key(self.keys["train"], self.ts.step))
+                with dist.step_context(self):
+                    self.ts, loss, acc = self.train_step(self.ts, x, y,
+                                                         step_key(self.keys["train"], self.ts.step))
             except NonFiniteLossError as e:
                 bar.close()
                 raise UserError(f"{e}: training diverged; lower --lr (now {cfg.lr}) or clip "
@@ -159,10 +192,12 @@ class Run:
 
     def _end_epoch(self) -> None:
         from ..data import batches
-        p = self.partial
+        dist.sync_state(self)
+        p = dist.global_partial(self)
         ev = evaluate(self.model.apply, self.ts.params, self.ts.state,
-                      batches(self.test_set, min(256, len(self.test_set)), shuffle=False,
-                              mean=self.train_set.mean, std=self.train_set.std))
+                      batches(self.test_set, max(min(256, len(self.test_set)), self.world),
+                              shuffle=False, mean=self.train_set.mean, std=self.train_set.std,
+                              shard=(self.rank, self.world)), sharded=self.world > 1)
         row = {"epoch": self.epoch + 1, "step": self.ts.step,
                "lr": float(self.optimizer_lr(self.ts.step)),
                "train_loss": p["loss"] / max(p["count"], 1),
@@ -171,21 +206,29 @@ class Run:
                "images_per_second": p["count"] / max(p["seconds"], 1e-9),
                "seconds": p["seconds"]}
         self.history.append(row)
-        if not self.quiet:
-            print(f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
-                  f"train acc {row['train_accuracy']:.3f}  held-out loss {row['test_loss']:.4f}  "
-                  f"held-out acc {row['test_accuracy']:.3f}  {row['images_per_second']:.0f} img/s")
+        # printed even with --quiet, which hides the progress bar only
+        print(f"epoch {row['epoch']}/{self.cfg.epochs}  train loss {row['train_loss']:.4f}  "
+              f"train acc {row['train_accuracy']:.3f}  held-out loss {row['test_loss']:.4f}  "
+              f"held-out acc {row['test_accuracy']:.3f}  {row['images_per_second']:.0f} img/s",
+              flush=True)
         self.epoch, self.batch = self.epoch + 1, 0
         self.partial = {"loss": 0.0, "correct": 0.0, "count": 0, "seconds": 0.0}
         self._save()
-        write_logs(self.out, self.history)
+        if self.rank == 0:
+            write_logs(self.out, self.history)
 
     def optimizer_lr(self, step: int) -> float:
         return _lr_schedule(self.cfg, self.steps_per_epoch)(step)
 
     def _save(self) -> None:
+        """Checkpoint (all ranks call: the sums and statistics are reduced; rank 0 writes)."""
+        dist.sync_state(self)
+        dist.check_in_step(self)
+        partial = dist.global_partial(self)
+        if self.rank != 0:
+            return
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.ts.step, "epoch": self.epoch,
-                "batch": self.batch, "history": self.history, "partial": self.partial,
+                "batch": self.batch, "history": self.history, "partial": partial,
                 "key": [int(v) for v in lrandom.key(self.cfg.seed)],
                 "classes": list(self.train_set.classes), "family": self.model.family,
                 "normalize": {"mean": [float(v) for v in self.train_set.mean],

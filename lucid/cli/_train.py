@@ -19,25 +19,36 @@ def add_parser(sub) -> None:
     d = RunConfig()
     p.add_argument("--model", default=d.model, help="a registered variant (see `lucid list`) or "
                    "'convnext' / 'inception_next' with --depths/--dims (default: %(default)s)")
-    p.add_argument("--depths", default=None, help="custom stage depths, e.g. 1,1,3,1")
-    p.add_argument("--dims", default=None, help="custom stage widths, e.g. 32,64,128,256")
+    p.add_argument("--depths", default=None, help="custom stage depths, e.g. 1,1,3,1 (default: "
+                   "1,1,2,1 with --model convnext or inception_next)")
+    p.add_argument("--dims", default=None, help="custom stage widths, e.g. 32,64,128,256 (default: "
+                   "16,32,64,128 for convnext, 32,64,128,256 for inception_next)")
     p.add_argument("--data", default=d.data, help="'synthetic' (embedded), an image folder "
                    "root/CLASS/*.png, or an .npz with x and y (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="image side (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default=d.optimizer)
+    p.add_argument("--image-size", type=int, default=d.image_size, help="image side")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
+    p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default=d.optimizer,
+                   help="adamw/adam, or sgd with Nesterov momentum 0.9")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--schedule", choices=("cosine", "constant", "step"), default=d.schedule)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", choices=("cosine", "constant", "step"), default=d.schedule,
+                   help="learning-rate schedule: linear warm-up + cosine, constant, or x0.1 at "
+                   "1/3 and 2/3 of the run")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs,
+                   help="linear warm-up of the cosine schedule")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="decoupled weight decay (not on biases, norms, layer scale)")
     p.add_argument("--clip-norm", type=float, default=d.clip_norm, help="global-norm gradient "
                    "clipping (0 disables)")
-    p.add_argument("--drop-path", type=float, default=d.drop_path)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--drop-path", type=float, default=d.drop_path,
+                   help="stochastic-depth rate of the last block")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="label smoothing of the training loss")
     p.add_argument("--augment", action="store_true",
                    help="random crop (zero padding 4) and horizontal flip of training batches")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of every random choice")
+    p.add_argument("--sync-bn", action="store_true", help="under mpiexec: BatchNorm statistics "
+                   "over the global batch (all ranks), so N ranks train as one process")
     p.add_argument("--train-size", type=int, default=d.train_size, help="embedded data: training images")
     p.add_argument("--test-size", type=int, default=d.test_size, help="embedded data: held-out images")
     p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
@@ -46,7 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
                    help="continue from CKPT (default: OUT/last.safetensors); the run's saved "
                    "settings are used")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines and "
+                   "the summary are still printed)")
     p.set_defaults(run=_run_train)
 
 
@@ -74,5 +86,6 @@ def _run_train(args) -> int:
     t0 = time.perf_counter()
     summary = run.fit()
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(summary))
+    if run.rank == 0:
+        print(json.dumps(summary))
     return 0

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import random as _random
+from .._sample_shard import draw_per_sample
 
 __all__ = ["random_crop", "random_flip", "RandomCropFlip"]
 
@@ -38,8 +39,9 @@ def random_crop(key, x: np.ndarray, padding: int = 4) -> np.ndarray:
         raise ValueError(f"lucid.data.random_crop: padding must be an int >= 0, got {padding!r}")
     n, c, h, w = x.shape
     k_rows, k_cols = _random.split(key)
-    dy = _random.randint(k_rows, (n,), 0, 2 * padding + 1)
-    dx = _random.randint(k_cols, (n,), 0, 2 * padding + 1)
+    # per-sample draws: under data parallelism each rank takes its rows of the global draw
+    dy = draw_per_sample(lambda s: _random.randint(k_rows, s, 0, 2 * padding + 1), (n,), "random_crop")
+    dx = draw_per_sample(lambda s: _random.randint(k_cols, s, 0, 2 * padding + 1), (n,), "random_crop")
     padded = np.zeros((n, c, h + 2 * padding, w + 2 * padding), x.dtype)
     padded[:, :, padding:padding + h, padding:padding + w] = x
     windows = sliding_window_view(padded, (h, w), axis=(2, 3))  # (n, c, 2p+1, 2p+1, h, w)
@@ -57,7 +59,7 @@ def random_flip(key, x: np.ndarray, p: float = 0.5) -> np.ndarray:
       a new array shaped and typed like ``x``.
     """
     x = _check_batch(x, "random_flip")
-    flip = _random.bernoulli(key, p, (x.shape[0],))
+    flip = draw_per_sample(lambda s: _random.bernoulli(key, p, s), (x.shape[0],), "random_flip")
     return np.where(flip[:, None, None, None], x[..., ::-1], x)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import random as _random
+from .._sample_shard import sample_shard, shard_bounds
 from ._dataset import Dataset
 
 __all__ = ["batches", "num_batches", "normalize", "Batches"]
@@ -41,10 +42,11 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
 class Batches:
     """An epoch of ``(x, y)`` batches; iterate it (again: same batches) and take ``len``."""
 
-    def __init__(self, dataset, batch_size, order, aug_key, augment, start_batch, mean, std):
+    def __init__(self, dataset, batch_size, order, aug_key, augment, start_batch, mean, std,
+                 shard=(0, 1)):
         self.dataset, self.batch_size, self.order = dataset, batch_size, order
         self.aug_key, self.augment, self.start_batch = aug_key, augment, start_batch
-        self.mean, self.std = mean, std
+        self.mean, self.std, self.shard = mean, std, shard
 
     def __len__(self) -> int:
         return max(0, -(-len(self.order) // self.batch_size) - self.start_batch)
@@ -53,15 +55,19 @@ class Batches:
         ds, bs = self.dataset, self.batch_size
         for i in range(self.start_batch, -(-len(self.order) // bs)):
             idx = self.order[i * bs:(i + 1) * bs]
-            x = ds.x[idx]
-            if self.augment is not None:
-                x = self.augment(_random.fold_in(self.aug_key, i), x)
-            yield normalize(x, self.mean, self.std), ds.y[idx]
+            lo, hi = shard_bounds(len(idx), *self.shard)
+            if hi == lo:  # a last batch smaller than the shard count: nothing for this shard
+                continue
+            x = ds.x[idx[lo:hi]]
+            if self.augment is not None:  # this shard's rows of the global batch's draws
+                with sample_shard(lo, len(idx)):
+                    x = self.augment(_random.fold_in(self.aug_key, i), x)
+            yield normalize(x, self.mean, self.std), ds.y[idx[lo:hi]]
 
 
 def batches(dataset: Dataset, batch_size: int, *, key=None, shuffle: bool = True,
             drop_last: bool = False, augment=None, start_batch: int = 0, mean=None,
-            std=None) -> Batches:
+            std=None, shard: tuple = (0, 1)) -> Batches:
     """One epoch of mini-batches ``(x, y)``: x float32 (B, C, H, W) normalised, y int64 (B,).
 
     Args:
@@ -77,10 +83,16 @@ def batches(dataset: Dataset, batch_size: int, *, key=None, shuffle: bool = True
         the remaining batches equal those of an uninterrupted epoch.
       mean, std: per-channel normalisation (default: the dataset's own statistics; pass
         the training set's for held-out data).
+      shard: ``(index, count)``: yield only shard ``index`` of ``count`` of every batch
+        (data parallelism: ``(rank, world_size)``). ``batch_size`` stays the global batch;
+        each batch is split by ``lucid.distributed.shard_bounds`` (the first
+        ``len(batch) % count`` shards get one sample more), and augmentation draws are the
+        global batch's rows, so the shards together equal the unsharded batch.
     Returns:
       a :class:`Batches` iterable with ``len`` = the number of batches it yields.
     """
     _check_args(dataset, batch_size, key, shuffle, augment, start_batch)
+    _check_shard(shard, batch_size)
     n = len(dataset)
     mean = dataset.mean if mean is None else mean
     std = dataset.std if std is None else std
@@ -95,7 +107,19 @@ def batches(dataset: Dataset, batch_size: int, *, key=None, shuffle: bool = True
     if start_batch > total:
         raise ValueError(f"lucid.data.batches: start_batch={start_batch} is past the end of the "
                          f"epoch ({total} batches)")
-    return Batches(dataset, batch_size, order, aug_key, augment, start_batch, mean, std)
+    return Batches(dataset, batch_size, order, aug_key, augment, start_batch, mean, std,
+                   (int(shard[0]), int(shard[1])))
+
+
+def _check_shard(shard, batch_size):
+    ok = (isinstance(shard, tuple) and len(shard) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard))
+    if not ok or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"lucid.data.batches: shard must be (index, count) with "
+                         f"0 <= index < count, got {shard!r}")
+    if shard[1] > batch_size:
+        raise ValueError(f"lucid.data.batches: batch_size {batch_size} cannot be split across "
+                         f"{shard[1]} shards (every shard needs at least one sample)")
 
 
 def _check_args(dataset, batch_size, key, shuffle, augment, start_batch):

@@ -8,6 +8,7 @@ import numpy as np
 from .. import numpy as lnp
 from .. import random as _random
 from .._autodiff import Tracer
+from .._core import name_scope
 from ..nn import functional as F
 from ..nn._module import Module
 from ..nn._spec import count_params, materialize
@@ -32,6 +33,20 @@ def check_rate(value, what: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
             or not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{where}: {what} must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_finite(value, what: str, where: str, *, optional: bool = False,
+                 positive: bool = False):
+    """``value`` as a finite float (``None`` passes when ``optional``), else ValueError:
+    a NaN or infinite layer scale or eps would silently poison every output."""
+    if optional and value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not np.isfinite(float(value)) or (positive and not float(value) > 0):
+        kind = "a positive finite float" if positive else "a finite float"
+        raise ValueError(f"{where}: {what} must be {kind}{' or None' if optional else ''}, "
+                         f"got {value!r}")
     return float(value)
 
 
@@ -133,11 +148,18 @@ def pop_alias(overrides: dict, name: str, alias: str, value, default, where: str
     return value
 
 
-def load_weights(model, weights):
-    """``model.load_state_dict(lucid.io.load(weights))`` when a path is given; returns model."""
+def finish_variant(model, variant: str, weights, pretrained: bool):
+    """Give a variant's model timm's ``pretrained_cfg`` and load its weights, if any:
+    ``weights=PATH`` (a timm state dict file) or ``pretrained=True`` (timm's checkpoint from
+    the Hugging Face cache). A classifier of another size stays freshly initialised."""
+    from ._pretrained import PRETRAINED_CFGS, hub_checkpoint, load_pretrained
+    model.pretrained_cfg = dict(PRETRAINED_CFGS[variant])
+    if weights is not None and pretrained:
+        raise TypeError(f"lucid.models.{variant}: pass weights=PATH or pretrained=True, not both")
+    if pretrained:
+        weights = hub_checkpoint(variant)
     if weights is not None:
-        from .. import io
-        model.load_state_dict(io.load(weights))
+        load_pretrained(model, weights)
     return model
 
 
@@ -175,32 +197,84 @@ def mlp_residual(p, x, y, rate: float, key, train: bool):
     """``x + drop_path(gamma * fc2(gelu(fc1(y))))``: the MLP half of a ConvNeXt /
     MetaNeXt block, NHWC (linears over the last axis).
 
-    fc1's bias and the GELU run as one pass (``F.bias_gelu``) and, without drop path,
-    fc2's bias, the layer scale and the residual add as another (``F.scale_residual``);
-    both compute the same roundings as timm's unfused ops.
+    Written with plain ops, as timm writes it. Under ``lucid.jit`` the fusion passes
+    (lucid/_fusion.py) run fc1's bias with the GELU as one pass (``bias_gelu``) and, without
+    drop path, fc2's bias, the layer scale and the residual add as another
+    (``bias_scale_residual``), with the same roundings; eager runs them op by op.
     """
     fc1, fc2 = p["mlp"]["fc1"], p["mlp"]["fc2"]
-    y = F.linear(y, fc1["weight"])
-    y = F.bias_gelu(y, fc1["bias"]) if "bias" in fc1 else F.gelu(y)
-    dropping = train and rate > 0.0
-    if "gamma" in p and not dropping:  # fc2's bias joins the layer scale + residual pass
-        return F.scale_residual(x, F.linear(y, fc2["weight"]), p["gamma"], fc2.get("bias"))
+    y = F.linear(y, fc1["weight"], fc1.get("bias"))
+    with name_scope("mlp"), name_scope("act"):   # timm's module path of the GELU
+        y = F.gelu(y)
     y = F.linear(y, fc2["weight"], fc2.get("bias"))   # 1x1 conv == linear
     if "gamma" in p:
         y = lnp.multiply(y, p["gamma"])  # channels-last: broadcasts over the last axis
-    if dropping:
-        y = F.drop_path(y, rate, key, train=True)
+    if train and rate > 0.0:
+        with name_scope("drop_path"):
+            y = F.drop_path(y, rate, key, train=True)
     return lnp.add(x, y)
 
 
-class FamilyModel(Module):
-    """The facade shared by the model families: a config plus the family's functional trio.
+def to_nhwc(x, data_format):
+    return lnp.transpose(x, (0, 2, 3, 1)) if data_format == "NCHW" else x
 
-    A family's class sets ``_specs``, ``_init``, ``_apply`` (its module-level functions)
-    and ``_info`` (its analytic layer-info function), and builds ``self.config``.
+
+def from_nhwc(y, data_format):
+    ndim = y.ndim if hasattr(y, "ndim") else np.ndim(y)
+    return lnp.transpose(y, (0, 3, 1, 2)) if data_format == "NCHW" and ndim == 4 else y
+
+
+class Piece(Module):
+    """A sub-module of a model family: one functional piece (stem, stage, block, head) run on
+    its slice of the parameter / state trees.
+
+    ``specs_fn()`` gives the piece's parameter specs and ``fn(params, state, x, train, key)``
+    its pure NHWC function returning ``(y, new_state)``. Built by the family's facade, so
+    ``model.stages[1].blocks[0](x)`` runs exactly what ``apply`` runs for that block.
     """
 
-    _specs = _init = _apply = _info = None
+    native_nhwc = True
+
+    def __init__(self, kind: str, specs_fn, fn, **children):
+        super().__init__()
+        self.__dict__["kind"], self.__dict__["_specs_fn"], self.__dict__["_fn"] = kind, specs_fn, fn
+        for name, child in children.items():
+            if child is not None:
+                setattr(self, name, child)
+
+    def specs(self):
+        return self._specs_fn()
+
+    def _run(self, params, state, x, *, train, key, data_format):
+        y, new_state = self._fn(params, state, to_nhwc(x, data_format), train, key)
+        return from_nhwc(y, data_format), new_state
+
+    def __new__(cls, kind: str | None = None, *args, **kwargs):
+        if kind is None:  # copy.copy / deepcopy of a piece
+            return super().__new__(cls)
+        # one subclass per kind, so type(model.stem).__name__ is "Stem" as in timm
+        sub = _PIECE_CLASSES.get(kind)
+        if sub is None:
+            sub = _PIECE_CLASSES[kind] = type(kind, (Piece,), {"__module__": cls.__module__})
+        return super().__new__(sub)
+
+
+_PIECE_CLASSES: dict = {}
+
+
+class FamilyModel(Module):
+    """The facade shared by the model families: a config plus the family's functional form.
+
+    A family's class sets ``_specs``, ``_init``, ``_apply`` (its module-level functions),
+    ``_features``/``_head`` (``forward_features``/``forward_head``), ``_classifier`` (the classifier's key prefix, timm's
+    ``pretrained_cfg["classifier"]``) and ``_build`` (the sub-modules of a config). Calling
+    the model runs ``_apply``; the sub-modules (``stem``, ``stages``, ``head``) wrap the same
+    functions piece by piece, for ``children()``/``named_modules()`` and for running one piece.
+    """
+
+    _specs = _init = _apply = _features = _head = _build = None
+    _classifier = ""
+    pretrained_cfg: dict = {}
 
     @classmethod
     def from_config(cls, config):
@@ -209,11 +283,37 @@ class FamilyModel(Module):
         model.config = config
         return model
 
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "config":  # the sub-modules follow the configuration
+            for child, module in type(self)._build(value).items():
+                super().__setattr__(child, module)
+                module._set_root(self)
+            if self.__dict__.get("_params") is not None:
+                self._hold(self._params, self.__dict__.get("_state"))
+
+    def __getstate__(self):
+        """Copies and pickles carry the config and trees; the sub-modules are rebuilt."""
+        kids = self.__dict__.get("_children", {})
+        state = {k: v for k, v in self.__dict__.items() if k not in kids}
+        state["_children"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.config = state["config"]  # rebuilds the sub-modules and hands them their slices
+        self.train(self.training)
+
     def specs(self):
         return type(self)._specs(self.config)
 
     def init(self, key):
         return type(self)._init(key, self.config)
+
+    @property
+    def default_cfg(self) -> dict:
+        """timm's alias of ``pretrained_cfg``."""
+        return self.pretrained_cfg
 
     def apply(self, params, x, *, state=None, train: bool = False, key=None):
         """The family's ``apply`` with this model's config; ``state`` defaults to ``.state``."""
@@ -224,14 +324,60 @@ class FamilyModel(Module):
         out = type(self)._apply(params, x, state=state, train=train, key=key, config=self.config)
         return out if train else (out, state)
 
+    def _held_call(self, fn, x, key, **kw):
+        """Run a functional piece on the held params/state in the current mode (as __call__)."""
+        train = self.training
+        out = fn(self.params, x, state=self.state, train=train, key=key, config=self.config, **kw)
+        if not train:
+            return out
+        self._store_state(out[1])
+        return out[0]
+
+    def forward_features(self, x, *, key=None):
+        """The NCHW feature map before the head (timm's ``forward_features``)."""
+        return self._held_call(type(self)._features, x, key)
+
+    def forward_head(self, x, *, pre_logits: bool = False, key=None):
+        """The head on an NCHW feature map; ``pre_logits`` stops before the classifier."""
+        return self._held_call(type(self)._head, x, key, pre_logits=pre_logits)
+
+    def get_classifier(self):
+        """The head's classifier parameters (timm's ``get_classifier``; {} without one)."""
+        node = self.params
+        for part in self._classifier.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        return node
+
+    def reset_classifier(self, num_classes: int, *, key=None):
+        """A new classifier with ``num_classes`` outputs (0: none), freshly initialised; every
+        other parameter and buffer is kept (timm's ``reset_classifier``)."""
+        import dataclasses
+        C_ = check_int_seq([num_classes], "num_classes", f"{type(self).__name__}.reset_classifier",
+                           minimum=0)[0]
+        params, state = self.params, self.state
+        self.config = dataclasses.replace(self.config, num_classes=C_)
+        fresh_p, fresh_s = self.init(_random._next_global() if key is None else key)
+        self._hold(keep_matching(fresh_p, params), keep_matching(fresh_s, state))
+        return self
+
     def num_parameters(self) -> int:
         if self.__dict__.get("_params") is None:
             return count_params(self.specs())  # without allocating the parameters
         return super().num_parameters()
 
-    def layer_info(self, in_shape, name=""):
-        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
-        return type(self)._info(self.config, tuple(in_shape))
-
     def extra_repr(self):
         return repr(self.config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def keep_matching(fresh, old):
+    """``fresh`` with every leaf replaced by ``old``'s at the same key when the shapes agree."""
+    from ..nn._tree_util import map_with_key
+    old_leaves = dict(named_leaves(old))
+
+    def pick(key, leaf):
+        prev = old_leaves.get(key)
+        return prev if prev is not None and tuple(np.shape(prev)) == tuple(np.shape(leaf)) else leaf
+    return map_with_key(pick, fresh)

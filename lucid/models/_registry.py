@@ -29,8 +29,12 @@ def create_model(name: str, **kwargs):
 
     Args:
       name: e.g. "convnext_tiny" (see ``list_models()``).
-      **kwargs: the factory's overrides (``num_classes``, ``drop_path``, ...) and
-        ``weights=PATH`` to load a checkpoint (.safetensors, .npz, .pth) into it.
+      **kwargs: the factory's overrides (``num_classes``, ``drop_path``, ...);
+        ``weights=PATH`` loads a timm checkpoint (.safetensors, .npz, .pth) and
+        ``pretrained=True`` timm's own (``model.pretrained_cfg["hf_hub_id"]``) from the
+        Hugging Face cache, downloading it when online (``HF_HUB_OFFLINE=1`` is honoured).
+        With another ``num_classes`` than the checkpoint's, everything but the classifier
+        is loaded and the classifier is initialised afresh (logged, as timm does).
     Returns:
       the model (a lucid.nn.Module).
     """

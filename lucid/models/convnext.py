@@ -22,89 +22,24 @@ once, every conv runs with ``data_format="NHWC"`` and every LayerNorm over the l
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import numpy as lnp
+from .._core import name_scope
 from ..nn import functional as F
 from ..nn._spec import ParamSpec, materialize
 from . import _common as C
-from ._layer_info import convnext_info
+from ._convnext_config import ConvNeXtConfig, config_from_params
 from ._registry import register_model
 
-__all__ = ["ConvNeXtConfig", "ConvNeXt", "init", "apply", "config_from_params", "specs",
-           "VARIANTS"]
+__all__ = ["ConvNeXtConfig", "ConvNeXt", "init", "apply", "forward_features", "forward_head",
+           "config_from_params", "specs", "VARIANTS"]
 
 _WHERE = "lucid.models.convnext"
 
 
-@dataclass(frozen=True)
-class ConvNeXtConfig:
-    """Every constructor option of ConvNeXt (timm names and defaults).
-
-    Attributes:
-      num_classes: logits (0: return the pooled, normalised features).
-      depths, dims: blocks and channels per stage.
-      in_chans: input channels.
-      kernel_sizes: depthwise kernel size (odd), an int or one per stage.
-      ls_init_value: initial layer scale gamma; None: no layer scale.
-      patch_size: stem patchify kernel and stride.
-      head_init_scale: scale of the head's initial weights.
-      conv_mlp: MLP weights as 1x1 convs (4C, C, 1, 1) instead of linears (4C, C).
-      conv_bias: biases in the stem, downsample and depthwise convs.
-      norm_eps: LayerNorm epsilon.
-      drop_rate: dropout before the classifier (training only).
-      drop_path_rate: stochastic depth, linear over all blocks up to this rate (training only).
-    """
-
-    num_classes: int = 1000
-    depths: tuple = (3, 3, 9, 3)
-    dims: tuple = (96, 192, 384, 768)
-    in_chans: int = 3
-    kernel_sizes: int | tuple = 7
-    ls_init_value: float | None = 1e-6
-    patch_size: int = 4
-    head_init_scale: float = 1.0
-    conv_mlp: bool = False
-    conv_bias: bool = True
-    norm_eps: float = 1e-6
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
-
-    def __post_init__(self):
-        where = "lucid.models.ConvNeXtConfig"
-        depths = C.check_int_seq(self.depths, "depths", where)
-        dims = C.check_int_seq(self.dims, "dims", where)
-        if len(depths) != len(dims):
-            raise ValueError(f"{where}: depths and dims need the same length, got {depths} and "
-                             f"{dims}")
-        ks = self.kernel_sizes
-        ks = C.check_int_seq([ks] * len(dims) if isinstance(ks, (int, np.integer)) else ks,
-                             "kernel_sizes", where)
-        if len(ks) != len(dims) or any(k % 2 == 0 for k in ks):
-            raise ValueError(f"{where}: kernel_sizes must be odd, one per stage, got "
-                             f"{self.kernel_sizes!r}")
-        C.check_int_seq([self.in_chans, self.patch_size], "in_chans and patch_size", where)
-        C.check_int_seq([self.num_classes], "num_classes", where, minimum=0)
-        for name in ("drop_rate", "drop_path_rate"):
-            C.check_rate(getattr(self, name), name, where)
-        if self.ls_init_value is not None and not isinstance(self.ls_init_value, (int, float)):
-            raise ValueError(f"{where}: ls_init_value must be a float or None, got "
-                             f"{self.ls_init_value!r}")
-        for name, value in (("depths", depths), ("dims", dims),
-                            ("kernel_sizes", ks if len(set(ks)) > 1 else ks[0])):
-            object.__setattr__(self, name, value)
-
-    def kernel(self, stage: int) -> int:
-        return self.kernel_sizes if isinstance(self.kernel_sizes, int) else self.kernel_sizes[stage]
-
-    @property
-    def min_input_size(self) -> int:
-        return self.patch_size * 2 ** (len(self.dims) - 1)
-
-
-# ---- parameters ---------------------------------------------------------------------------
+# ---- blocks: parameter specs and pure functions (NHWC activations) -------------------------
 def _conv(cin, cout, k, bias=True, groups=1, std=0.02):
     spec = {"weight": ParamSpec((cout, cin // groups, k, k), "trunc_normal", std)}
     if bias:
@@ -121,7 +56,32 @@ def _norm(c):
     return {"weight": ParamSpec((c,), "ones"), "bias": ParamSpec((c,))}
 
 
-def _block_specs(cfg, c, k):
+def _layer_norm(p, x, eps):
+    return F.layer_norm(x, p["weight"], p["bias"], eps, axis=-1)
+
+
+def stem_specs(cfg):
+    return [_conv(cfg.in_chans, cfg.dims[0], cfg.patch_size, cfg.conv_bias), _norm(cfg.dims[0])]
+
+
+def stem_apply(p, x, cfg):
+    """Patchify conv (kernel = stride = patch_size) -> LayerNorm."""
+    x = F.conv2d(x, p[0]["weight"], p[0].get("bias"), stride=cfg.patch_size, data_format="NHWC")
+    return _layer_norm(p[1], x, cfg.norm_eps)
+
+
+def downsample_specs(cfg, i):
+    return [_norm(cfg.dims[i - 1]), _conv(cfg.dims[i - 1], cfg.dims[i], 2, cfg.conv_bias)]
+
+
+def downsample_apply(p, x, cfg):
+    """LayerNorm -> 2x2 stride-2 conv, between stages."""
+    x = _layer_norm(p[0], x, cfg.norm_eps)
+    return F.conv2d(x, p[1]["weight"], p[1].get("bias"), stride=2, data_format="NHWC")
+
+
+def block_specs(cfg, i):
+    c, k = cfg.dims[i], cfg.kernel(i)
     spec = {}
     if cfg.ls_init_value is not None:
         spec["gamma"] = ParamSpec((c,), "full", cfg.ls_init_value)
@@ -131,23 +91,60 @@ def _block_specs(cfg, c, k):
     return spec
 
 
+def block_apply(p, x, cfg, rate, key, train):
+    """dwconv -> LN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's ConvNeXtBlock)."""
+    w = p["conv_dw"]["weight"]
+    y = F.conv2d(x, w, p["conv_dw"].get("bias"), padding=(w.shape[2] - 1) // 2, groups=w.shape[0],
+                 data_format="NHWC")
+    y = _layer_norm(p["norm"], y, cfg.norm_eps)
+    return C.mlp_residual(p, x, y, rate, key, train)
+
+
+def stage_specs(cfg, i):
+    stage = {} if i == 0 else {"downsample": downsample_specs(cfg, i)}
+    stage["blocks"] = [block_specs(cfg, i) for _ in range(cfg.depths[i])]
+    return stage
+
+
+def stage_apply(p, x, cfg, i, train, key):
+    """One stage: the downsample (stages after the first), then its blocks."""
+    first = sum(cfg.depths[:i])  # global block index: drop-path rate and key
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
+    if i > 0:
+        x = downsample_apply(p["downsample"], x, cfg)
+    for j, block in enumerate(p["blocks"]):
+        with name_scope(f"blocks.{j}"):
+            x = block_apply(block, x, cfg, rates[first + j], C.sub_key(key, first + j), train)
+    return x
+
+
+def head_specs(cfg):
+    head = {"norm": _norm(cfg.dims[-1])}
+    if cfg.num_classes:
+        head["fc"] = {"weight": ParamSpec((cfg.num_classes, cfg.dims[-1]), "trunc_normal",
+                                          0.02 * cfg.head_init_scale),
+                      "bias": ParamSpec((cfg.num_classes,))}
+    return head
+
+
+def head_apply(p, x, cfg, train, key, pre_logits=False):
+    """Global average pool -> LayerNorm -> dropout -> fc (timm's NormMlpClassifierHead)."""
+    with name_scope("head"), name_scope("global_pool"):
+        x = F.global_avg_pool(x, data_format="NHWC")
+    x = _layer_norm(p["norm"], x, cfg.norm_eps)
+    if pre_logits:
+        return x
+    if train and cfg.drop_rate > 0.0:
+        with name_scope("head"), name_scope("drop"):
+            x = F.dropout(x, cfg.drop_rate, key, train=True)
+    return F.linear(x, p["fc"]["weight"], p["fc"]["bias"]) if "fc" in p else x
+
+
+# ---- model --------------------------------------------------------------------------------
 def specs(cfg: ConvNeXtConfig) -> dict:
     """The parameter spec tree (timm's keys, order, shapes and initialisation)."""
-    dims = cfg.dims
-    stages = []
-    for i, (depth, c) in enumerate(zip(cfg.depths, dims)):
-        stage = {} if i == 0 else {"downsample": [_norm(dims[i - 1]),
-                                                  _conv(dims[i - 1], c, 2, cfg.conv_bias)]}
-        stage["blocks"] = [_block_specs(cfg, c, cfg.kernel(i)) for _ in range(depth)]
-        stages.append(stage)
-    head = {"norm": _norm(dims[-1])}
-    if cfg.num_classes:
-        scale = cfg.head_init_scale
-        head["fc"] = {"weight": ParamSpec((cfg.num_classes, dims[-1]), "trunc_normal",
-                                          0.02 * scale),
-                      "bias": ParamSpec((cfg.num_classes,))}
-    return {"stem": [_conv(cfg.in_chans, dims[0], cfg.patch_size, cfg.conv_bias), _norm(dims[0])],
-            "stages": stages, "head": head}
+    return {"stem": stem_specs(cfg), "stages": [stage_specs(cfg, i) for i in range(len(cfg.dims))],
+            "head": head_specs(cfg)}
 
 
 def init(key, config: ConvNeXtConfig, dtype=np.float32):
@@ -158,47 +155,29 @@ def init(key, config: ConvNeXtConfig, dtype=np.float32):
     return materialize(specs(config), key, dtype)
 
 
-def config_from_params(params) -> ConvNeXtConfig:
-    """The architecture of a ConvNeXt parameter tree (rates at their defaults)."""
-    try:
-        stem = params["stem"][0]
-        stages = params["stages"]
-        block0 = stages[0]["blocks"][0]
-        head = params["head"]
-        return ConvNeXtConfig(
-            num_classes=head["fc"]["weight"].shape[0] if "fc" in head else 0,
-            depths=tuple(len(s["blocks"]) for s in stages),
-            dims=tuple(s["blocks"][0]["conv_dw"]["weight"].shape[0] for s in stages),
-            in_chans=stem["weight"].shape[1], patch_size=stem["weight"].shape[2],
-            kernel_sizes=tuple(s["blocks"][0]["conv_dw"]["weight"].shape[2] for s in stages),
-            ls_init_value=1e-6 if "gamma" in block0 else None,
-            conv_mlp=block0["mlp"]["fc1"]["weight"].ndim == 4, conv_bias="bias" in stem)
-    except (KeyError, IndexError, TypeError, AttributeError) as e:
-        raise ValueError(f"{_WHERE}.apply: params is not a ConvNeXt parameter tree (missing or "
-                         f"malformed entry {e}); use init() or "
-                         "lucid.models.from_state_dict()") from e
+def _checked(params, state, train, key, config, where):
+    """Validate the trees, the config and the key before any kernel runs; returns the config."""
+    cfg = config_from_params(params) if config is None else config
+    if not isinstance(cfg, ConvNeXtConfig):
+        raise TypeError(f"{where}: config must be a ConvNeXtConfig, got {type(cfg).__name__}")
+    C.check_tree(params, C.expected_shapes(specs, cfg)[0], "params", where)
+    if state is not None and C.named_leaves(state):
+        raise ValueError(f"{where}: ConvNeXt has no state (BatchNorm buffers), got a non-empty "
+                         "state")
+    C.check_key(key, train, cfg.drop_path_rate > 0 or cfg.drop_rate > 0, where,
+                f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
+    return cfg
 
 
-# ---- forward ------------------------------------------------------------------------------
-def _layer_norm(p, x, eps):
-    return F.layer_norm(x, p["weight"], p["bias"], eps, axis=-1)
-
-
-def _block(p, x, cfg, rate, key, train):
-    """dwconv -> LN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's ConvNeXtBlock)."""
-    w = p["conv_dw"]["weight"]
-    y = F.conv2d(x, w, p["conv_dw"].get("bias"), padding=(w.shape[2] - 1) // 2, groups=w.shape[0],
-                 data_format="NHWC")
-    y = _layer_norm(p["norm"], y, cfg.norm_eps)
-    return C.mlp_residual(p, x, y, rate, key, train)
-
-
-def _head(p, x, cfg, train, key):
-    """Global average pool -> LayerNorm -> dropout -> fc (timm's NormMlpClassifierHead)."""
-    x = _layer_norm(p["norm"], F.global_avg_pool(x, data_format="NHWC"), cfg.norm_eps)
-    if train and cfg.drop_rate > 0.0:
-        x = F.dropout(x, cfg.drop_rate, key, train=True)
-    return F.linear(x, p["fc"]["weight"], p["fc"]["bias"]) if "fc" in p else x
+def _features(params, x, cfg, train, key):
+    """NHWC images -> NHWC feature map of the last stage (each piece in the name scope of
+    its module path, which lucid.summary reads from the traced program)."""
+    with name_scope("stem"):
+        x = stem_apply(params["stem"], x, cfg)
+    for i, stage in enumerate(params["stages"]):
+        with name_scope(f"stages.{i}"):
+            x = stage_apply(stage, x, cfg, i, train, key)
+    return x
 
 
 def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvNeXtConfig = None):
@@ -215,38 +194,79 @@ def apply(params, x, *, state=None, train: bool = False, key=None, config: ConvN
       logits (N, num_classes), or ``(logits, {})`` when ``train``.
     """
     where = f"{_WHERE}.apply"
-    cfg = config_from_params(params) if config is None else config
-    if not isinstance(cfg, ConvNeXtConfig):
-        raise TypeError(f"{where}: config must be a ConvNeXtConfig, got {type(cfg).__name__}")
-    C.check_tree(params, C.expected_shapes(specs, cfg)[0], "params", where)
-    if state is not None and C.named_leaves(state):
-        raise ValueError(f"{where}: ConvNeXt has no state (BatchNorm buffers), got a non-empty "
-                         "state")
-    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
-    C.check_key(key, train, cfg.drop_path_rate > 0 or cfg.drop_rate > 0, where,
-                f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
+    cfg = _checked(params, state, train, key, config, where)
     x = C.check_input(x, cfg.in_chans, cfg.min_input_size, C.params_dtype(params, where), where)
-    x = lnp.transpose(x, (0, 2, 3, 1))
-    stem = params["stem"]
-    x = F.conv2d(x, stem[0]["weight"], stem[0].get("bias"), stride=cfg.patch_size,
-                 data_format="NHWC")
-    x = _layer_norm(stem[1], x, cfg.norm_eps)
-    g = 0
-    for i, stage in enumerate(params["stages"]):
-        if i > 0:
-            ds = stage["downsample"]
-            x = _layer_norm(ds[0], x, cfg.norm_eps)
-            x = F.conv2d(x, ds[1]["weight"], ds[1].get("bias"), stride=2, data_format="NHWC")
-        for block in stage["blocks"]:
-            x = _block(block, x, cfg, rates[g], C.sub_key(key, g), train)
-            g += 1
-    logits = _head(params["head"], x, cfg, train, C.sub_key(key, g))
+    x = _features(params, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key)
+    logits = head_apply(params["head"], x, cfg, train, C.sub_key(key, sum(cfg.depths)))
     return (logits, {}) if train else logits
 
 
+def forward_features(params, x, *, state=None, train: bool = False, key=None,
+                     config: ConvNeXtConfig = None):
+    """The NCHW feature map before the head (timm's ``forward_features``); same arguments and
+    return convention as :func:`apply`."""
+    where = f"{_WHERE}.forward_features"
+    cfg = _checked(params, state, train, key, config, where)
+    x = C.check_input(x, cfg.in_chans, cfg.min_input_size, C.params_dtype(params, where), where)
+    feats = lnp.transpose(_features(params, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key),
+                          (0, 3, 1, 2))
+    return (feats, {}) if train else feats
+
+
+def forward_head(params, x, *, state=None, train: bool = False, key=None,
+                 config: ConvNeXtConfig = None, pre_logits: bool = False):
+    """The head on an NCHW feature map (timm's ``forward_head``): logits, or the pooled,
+    normalised features with ``pre_logits=True``; same return convention as :func:`apply`."""
+    where = f"{_WHERE}.forward_head"
+    cfg = _checked(params, state, train, key, config, where)
+    x = C.check_input(x, cfg.dims[-1], 1, C.params_dtype(params, where), where)
+    out = head_apply(params["head"], lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
+                     C.sub_key(key, sum(cfg.depths)), pre_logits)
+    return (out, {}) if train else out
+
+
 # ---- object form --------------------------------------------------------------------------
+def _pieces(cfg: ConvNeXtConfig) -> dict:
+    """The sub-modules of the facade: each runs one of the functions above."""
+    from ..nn import Sequential
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
+
+    def block(i, g):
+        return C.Piece("ConvNeXtBlock", lambda: block_specs(cfg, i),
+                       lambda p, s, x, train, key: (block_apply(p, x, cfg, rates[g], key, train), s))
+
+    def stage(i):
+        first = sum(cfg.depths[:i])
+        down = None if i == 0 else C.Piece(
+            "Downsample", lambda: downsample_specs(cfg, i),
+            lambda p, s, x, train, key: (downsample_apply(p, x, cfg), s))
+        blocks = Sequential(*[block(i, first + j) for j in range(cfg.depths[i])])
+        return C.Piece("ConvNeXtStage", lambda: stage_specs(cfg, i),
+                       lambda p, s, x, train, key: (_stage_alone(p, x, cfg, i, train, key), s),
+                       downsample=down, blocks=blocks)
+
+    return {"stem": C.Piece("Stem", lambda: stem_specs(cfg),
+                            lambda p, s, x, train, key: (stem_apply(p, x, cfg), s)),
+            "stages": Sequential(*[stage(i) for i in range(len(cfg.dims))]),
+            "head": C.Piece("NormClassifierHead", lambda: head_specs(cfg),
+                            lambda p, s, x, train, key: (head_apply(p, x, cfg, train, key), s))}
+
+
+def _stage_alone(p, x, cfg, i, train, key):
+    """A stage called on its own: block j of the stage gets ``fold_in(key, j)``."""
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)[sum(cfg.depths[:i]):]
+    if i > 0:
+        x = downsample_apply(p["downsample"], x, cfg)
+    for j, block in enumerate(p["blocks"]):
+        x = block_apply(block, x, cfg, rates[j], C.sub_key(key, j), train)
+    return x
+
+
 class ConvNeXt(C.FamilyModel):
     """ConvNeXt as a Module (``.config``, ``.init``, ``.apply`` give the functional form).
+
+    Sub-modules as timm's: ``stem``, ``stages[i]`` (``downsample``, ``blocks[j]``) and
+    ``head``; each runs its piece of the functional form on its slice of ``params``.
 
     Args:
       num_classes: classifier outputs.
@@ -257,7 +277,9 @@ class ConvNeXt(C.FamilyModel):
     """
 
     _specs, _init, _apply = staticmethod(specs), staticmethod(init), staticmethod(apply)
-    _info = staticmethod(convnext_info)
+    _features, _head = staticmethod(forward_features), staticmethod(forward_head)
+    _build = staticmethod(_pieces)
+    _classifier = "head.fc"
 
     def __init__(self, num_classes: int = 1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),
                  drop_path: float = 0.0, layer_scale_init: float = 1e-6, **overrides):
@@ -271,6 +293,7 @@ class ConvNeXt(C.FamilyModel):
             raise TypeError(f"{where}: unknown argument(s) {sorted(unknown)}")
         self.config = ConvNeXtConfig(num_classes=num_classes, depths=depths, dims=dims,
                                      drop_path_rate=drop_path, ls_init_value=ls, **overrides)
+
 
 # ---- variants -----------------------------------------------------------------------------
 VARIANTS = {
@@ -286,60 +309,69 @@ VARIANTS = {
 }
 
 
-def _create(variant, num_classes, weights, kwargs) -> ConvNeXt:
+def _create(variant, num_classes, weights, pretrained, kwargs) -> ConvNeXt:
     model = ConvNeXt(**{**VARIANTS[variant], "num_classes": num_classes, **kwargs})
-    return C.load_weights(model, weights)
+    return C.finish_variant(model, variant, weights, pretrained)
 
 
 @register_model
-def convnext_atto(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_atto(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Atto: 3.70M params, 0.55 GMACs (1x1-conv MLP weights)."""
-    return _create("convnext_atto", num_classes, weights, kwargs)
+    return _create("convnext_atto", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_femto(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_femto(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Femto (1x1-conv MLP weights)."""
-    return _create("convnext_femto", num_classes, weights, kwargs)
+    return _create("convnext_femto", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_pico(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_pico(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Pico (1x1-conv MLP weights)."""
-    return _create("convnext_pico", num_classes, weights, kwargs)
+    return _create("convnext_pico", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_nano(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_nano(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-Nano (1x1-conv MLP weights)."""
-    return _create("convnext_nano", num_classes, weights, kwargs)
+    return _create("convnext_nano", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_tiny(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_tiny(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-T: 28.59M params, 4.46 GMACs at 224."""
-    return _create("convnext_tiny", num_classes, weights, kwargs)
+    return _create("convnext_tiny", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_small(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_small(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-S: 50.22M params, 8.68 GMACs at 224."""
-    return _create("convnext_small", num_classes, weights, kwargs)
+    return _create("convnext_small", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_base(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_base(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-B: 88.59M params, 15.36 GMACs at 224."""
-    return _create("convnext_base", num_classes, weights, kwargs)
+    return _create("convnext_base", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_large(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_large(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-L: 197.77M params, 34.36 GMACs at 224."""
-    return _create("convnext_large", num_classes, weights, kwargs)
+    return _create("convnext_large", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def convnext_xlarge(num_classes: int = 1000, *, weights=None, **kwargs) -> ConvNeXt:
+def convnext_xlarge(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> ConvNeXt:
     """ConvNeXt-XL: 350.20M params, 60.92 GMACs at 224."""
-    return _create("convnext_xlarge", num_classes, weights, kwargs)
+    return _create("convnext_xlarge", num_classes, weights, pretrained, kwargs)

@@ -16,10 +16,19 @@ unbiased batch variance, ``num_batches_tracked + 1``, as PyTorch). ``params`` an
 architecture is read off the parameter shapes (built-in mixers and head only) and the
 dropout / drop-path rates are 0.
 
-``token_mixers`` and ``head_fn`` take Module classes (or callables returning a Module),
-built as ``token_mixer(dim)`` and ``head_fn(dims[-1], num_classes, pool_type="avg",
-drop_rate=drop_rate)`` like timm; the documented class default mixer is
+``token_mixers`` and ``head_fn`` take timm's Module classes (or ``functools.partial``s of
+them): ``nn.Identity``, ``nn.InceptionDWConv2d`` and ``nn.MlpHead`` are mapped to their pure
+functions (``inception_mixer_apply``, ``mlp_head_apply``), so ``apply`` is a function of
+arrays and the static config alone. Any other ``lucid.nn.Module`` class (built like timm's,
+``token_mixer(dim)`` / ``head_fn(dims[-1], num_classes, pool_type="avg",
+drop_rate=drop_rate)``, once per config) is run through that Module's own functional
+``_call`` on its slice of the params and state. The documented class default mixer is
 ``nn.Identity``, while the ``inception_next_*`` factories use ``nn.InceptionDWConv2d``.
+
+The file reads like timm's: blocks (``*_specs`` and pure ``*_apply`` functions over a
+block's slice of the trees), the model (``specs``, ``init``, ``apply``,
+``forward_features``, ``forward_head``), the Module facade (whose sub-modules run the same
+block functions), the variants. The config dataclass lives in ``_inception_config``.
 
 Internally the activations are channels-last (NHWC); the public boundary is NCHW.
 """
@@ -27,104 +36,30 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from .. import numpy as lnp
 from .. import random as _random
+from .._core import name_scope
 from ..nn import functional as F
-from ..nn._blocks import InceptionDWConv2d, MlpHead, _MLPHead
+from ..nn._blocks import InceptionDWConv2d, _MLPHead, inception_mixer_apply, mlp_head_apply
 from ..nn._layers import Identity, batch_norm_forward
-from ..nn._module import Module
 from ..nn._spec import ParamSpec, materialize
 from ..nn._tree_util import has_leaves, subtree
 from . import _common as C
-from ._layer_info import inception_next_info
+from ._inception_config import (InceptionNeXtConfig, _built, _Part, _part_specs, _parts,
+                                config_from_params)
 from ._registry import register_model
 
-__all__ = ["InceptionNeXtConfig", "InceptionNeXt", "init", "apply", "config_from_params", "specs",
+__all__ = ["InceptionNeXtConfig", "InceptionNeXt", "init", "apply", "forward_features",
+           "forward_head", "config_from_params", "specs",
            "VARIANTS", "_MLPHead"]
 
 _WHERE = "lucid.models.inception_next"
 
 
-@dataclass(frozen=True)
-class InceptionNeXtConfig:
-    """Every constructor option of InceptionNeXt (timm's MetaNeXt names).
-
-    Attributes:
-      num_classes: classifier outputs.
-      depths, dims: blocks and channels per stage.
-      token_mixers: Module class (or callable) called as ``token_mixer(dim)``, or one per stage.
-      mlp_ratios: MLP expansion per stage (hidden = int(ratio * dim)), or one for all.
-      head_fn: Module class called as
-        ``head_fn(dims[-1], num_classes, pool_type="avg", drop_rate=drop_rate)``.
-      drop_rate: dropout in the head (training only).
-      drop_path_rate: stochastic depth, linear over all blocks up to this rate (training only).
-      ls_init_value: initial layer scale gamma; None (or 0): no layer scale.
-      in_chans: input channels.
-    """
-
-    num_classes: int = 1000
-    depths: tuple = (3, 3, 9, 3)
-    dims: tuple = (96, 192, 384, 768)
-    token_mixers: Any = Identity
-    mlp_ratios: Any = (4, 4, 4, 3)
-    head_fn: Any = MlpHead
-    drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    ls_init_value: float | None = 1e-6
-    in_chans: int = 3
-
-    def __post_init__(self):
-        where = "lucid.models.InceptionNeXtConfig"
-        depths = C.check_int_seq(self.depths, "depths", where)
-        dims = C.check_int_seq(self.dims, "dims", where)
-        n = len(depths)
-        if len(dims) != n:
-            raise ValueError(f"{where}: depths and dims need the same length, got {depths} and "
-                             f"{dims}")
-        ratios, mixers = self.mlp_ratios, self.token_mixers
-        ratios = ratios if isinstance(ratios, (list, tuple)) else (ratios,) * n
-        mixers = mixers if isinstance(mixers, (list, tuple)) else (mixers,) * n
-        if len(ratios) != n or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0
-                                   for r in ratios):
-            raise ValueError(f"{where}: mlp_ratios must be a positive number or one per stage, "
-                             f"got {self.mlp_ratios!r}")
-        if len(mixers) != n or not all(callable(m) for m in mixers) or not callable(self.head_fn):
-            raise TypeError(f"{where}: token_mixers (one, or one per stage) and head_fn must be "
-                            "lucid.nn.Module classes or callables returning a Module")
-        C.check_int_seq([self.in_chans], "in_chans", where)
-        C.check_int_seq([self.num_classes], "num_classes", where, minimum=0)
-        for name in ("drop_rate", "drop_path_rate"):
-            C.check_rate(getattr(self, name), name, where)
-        for name, value in (("depths", depths), ("dims", dims), ("mlp_ratios", tuple(ratios)),
-                            ("token_mixers", tuple(mixers))):
-            object.__setattr__(self, name, value)
-        if self.ls_init_value == 0:
-            object.__setattr__(self, "ls_init_value", None)
-        _modules(self)  # build the mixers and the head now, so bad classes fail here
-
-    @property
-    def min_input_size(self) -> int:
-        return 4 * 2 ** (len(self.dims) - 1)
-
-
-@functools.lru_cache(maxsize=64)
-def _modules(cfg: InceptionNeXtConfig):
-    """The per-stage token-mixer Modules and the head Module of a config (built once)."""
-    where = "lucid.models.InceptionNeXtConfig"
-    mixers = tuple(make(dim) for make, dim in zip(cfg.token_mixers, cfg.dims))
-    head = cfg.head_fn(cfg.dims[-1], cfg.num_classes, pool_type="avg", drop_rate=cfg.drop_rate)
-    for what, m in [("token_mixers", m) for m in mixers] + [("head_fn", head)]:
-        if not isinstance(m, Module):
-            raise TypeError(f"{where}: {what} must build a lucid.nn.Module, got {type(m).__name__}")
-    return mixers, head
-
-
-# ---- parameters ---------------------------------------------------------------------------
+# ---- blocks: parameter specs and pure functions (NHWC activations) -------------------------
 def _bn(c):
     return {"weight": ParamSpec((c,), "ones"), "bias": ParamSpec((c,)),
             "running_mean": ParamSpec((c,), trainable=False),
@@ -137,27 +72,118 @@ def _conv(cin, cout, k):
             "bias": ParamSpec((cout,))}
 
 
-def _module_spec(m: Module):
-    return m if m._custom_init() else m.specs()
+def _put(tree: dict, name, value):
+    if has_leaves(value):
+        tree[name] = value
 
 
+def stem_specs(cfg):
+    return [_conv(cfg.in_chans, cfg.dims[0], 4), _bn(cfg.dims[0])]
+
+
+def stem_apply(p, s, x, train):
+    """4x4 stride-4 patchify conv -> BatchNorm; returns ``(x, new_state)``."""
+    x = F.conv2d(x, p[0]["weight"], p[0]["bias"], stride=4, data_format="NHWC")
+    x, bn_state = batch_norm_forward(p[1], s[1], x, train=train, axis=-1)
+    return x, [{}, bn_state]
+
+
+def downsample_specs(cfg, i):
+    return [_bn(cfg.dims[i - 1]), _conv(cfg.dims[i - 1], cfg.dims[i], 2)]
+
+
+def downsample_apply(p, s, x, train):
+    """BatchNorm -> 2x2 stride-2 conv, between stages; returns ``(x, new_state)``."""
+    x, bn_state = batch_norm_forward(p[0], s[0], x, train=train, axis=-1)
+    return F.conv2d(x, p[1]["weight"], p[1]["bias"], stride=2, data_format="NHWC"), [bn_state, {}]
+
+
+def mixer_apply(part: _Part, p, s, x, train, key):
+    """A token mixer by its pure function (built-in classes) or its Module's ``_call``."""
+    if part.kind == "identity":
+        return x, s
+    if part.kind == "inception":
+        return inception_mixer_apply(p, x, part.cfg, data_format="NHWC"), s
+    y, new_state = part.cfg._call(p, s, x, train, key, "NHWC")
+    if tuple(y.shape) != tuple(x.shape):
+        raise ValueError(f"{_WHERE}: the token mixer {type(part.cfg).__name__} changed the shape "
+                         f"{tuple(x.shape)} to {tuple(y.shape)} (NHWC)")
+    return y, new_state
+
+
+def block_specs(cfg, i):
+    c = cfg.dims[i]
+    hidden = int(cfg.mlp_ratios[i] * c)
+    block = {}
+    if cfg.ls_init_value is not None:
+        block["gamma"] = ParamSpec((c,), "full", cfg.ls_init_value)
+    block.update(token_mixer=_part_specs(_parts(cfg)[0][i]), norm=_bn(c),
+                 mlp={"fc1": _conv(c, hidden, 1), "fc2": _conv(hidden, c, 1)})
+    return block
+
+
+def block_apply(p, s, x, mixer: _Part, rate, key, train):
+    """mixer -> BN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's MetaNeXtBlock);
+    returns ``(x, new_state)``."""
+    with name_scope("token_mixer"):
+        y, mixer_state = mixer_apply(mixer, p.get("token_mixer", {}), s.get("token_mixer", {}),
+                                     x, train, C.sub_key(key, 0))
+    y, norm_state = batch_norm_forward(p["norm"], s.get("norm"), y, train=train, axis=-1)
+    y = C.mlp_residual(p, x, y, rate, C.sub_key(key, 1) if train and rate > 0.0 else None, train)
+    new_state = {}
+    _put(new_state, "token_mixer", mixer_state)
+    _put(new_state, "norm", norm_state)
+    return y, new_state
+
+
+def stage_specs(cfg, i):
+    stage = {} if i == 0 else {"downsample": downsample_specs(cfg, i)}
+    stage["blocks"] = [block_specs(cfg, i)] * cfg.depths[i]  # materialize builds each separately
+    return stage
+
+
+def stage_apply(p, s, x, cfg, i, train, key, first_block=None):
+    """One stage: (BN -> 2x2/2 conv downsample unless i == 0) then its blocks.
+
+    Block j gets the drop-path rate and key of global block ``first_block + j`` (the
+    stage's place in the model by default; 0 for a stage run on its own)."""
+    first = sum(cfg.depths[:i]) if first_block is None else first_block
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)[sum(cfg.depths[:i]):]
+    mixer = _parts(cfg)[0][i]
+    new_state = {}
+    if i > 0:
+        x, new_state["downsample"] = downsample_apply(p["downsample"], s["downsample"], x, train)
+    new_state["blocks"] = []
+    for j, block in enumerate(p["blocks"]):
+        with name_scope(f"blocks.{j}"):
+            x, block_state = block_apply(block, s["blocks"][j], x, mixer, rates[j],
+                                         C.sub_key(key, first + j), train)
+        new_state["blocks"].append(block_state)
+    return x, new_state
+
+
+def head_specs(cfg):
+    return _part_specs(_parts(cfg)[1])
+
+
+def head_apply(p, s, x, cfg, train, key, pre_logits=False):
+    """The head (name scope "head") by its pure function (MlpHead) or its Module's ``_call``."""
+    head = _parts(cfg)[1]
+    with name_scope("head"):
+        if head.kind == "mlp_head":
+            return mlp_head_apply(p, x, head.cfg, train=train, key=key, data_format="NHWC",
+                                  pre_logits=pre_logits), s
+        if pre_logits:
+            raise ValueError(f"{_WHERE}.forward_head: pre_logits needs the built-in head "
+                             f"(MlpHead), not {type(head.cfg).__name__}")
+        return head.cfg._call(p, s, x, train, key, "NHWC")
+
+
+# ---- model --------------------------------------------------------------------------------
 def specs(cfg: InceptionNeXtConfig) -> dict:
     """The parameter/buffer spec tree (timm's keys, order, shapes and initialisation)."""
-    mixers, head = _modules(cfg)
-    stages = []
-    for i, (depth, c) in enumerate(zip(cfg.depths, cfg.dims)):
-        cin = cfg.dims[i - 1]
-        stage = {} if i == 0 else {"downsample": [_bn(cin), _conv(cin, c, 2)]}
-        hidden = int(cfg.mlp_ratios[i] * c)
-        block = {}
-        if cfg.ls_init_value is not None:
-            block["gamma"] = ParamSpec((c,), "full", cfg.ls_init_value)
-        block.update(token_mixer=_module_spec(mixers[i]), norm=_bn(c),
-                     mlp={"fc1": _conv(c, hidden, 1), "fc2": _conv(hidden, c, 1)})
-        stage["blocks"] = [block] * depth  # materialize builds each entry separately
-        stages.append(stage)
-    return {"stem": [_conv(cfg.in_chans, cfg.dims[0], 4), _bn(cfg.dims[0])], "stages": stages,
-            "head": _module_spec(head)}
+    return {"stem": stem_specs(cfg), "stages": [stage_specs(cfg, i) for i in range(len(cfg.dims))],
+            "head": head_specs(cfg)}
 
 
 def init(key, config: InceptionNeXtConfig, dtype=np.float32):
@@ -168,86 +194,15 @@ def init(key, config: InceptionNeXtConfig, dtype=np.float32):
     return materialize(specs(config), key, dtype)
 
 
-class _CustomPart(Exception):
-    """A token mixer or head whose class cannot be read off the parameter keys."""
-
-
-def _mixer_from_params(p, c):
-    if not p:
-        return Identity
-    if set(p) != {"dwconv_hw", "dwconv_w", "dwconv_h"}:
-        raise _CustomPart(f"token_mixer with keys {sorted(p)}")
-    gc = p["dwconv_hw"]["weight"].shape[0]
-    return functools.partial(InceptionDWConv2d,
-                             square_kernel_size=p["dwconv_hw"]["weight"].shape[2],
-                             band_kernel_size=p["dwconv_w"]["weight"].shape[3],
-                             branch_ratio=C.int_ratio(gc, c))
-
-
-def config_from_params(params) -> InceptionNeXtConfig:
-    """The architecture of an InceptionNeXt parameter tree (built-in mixers/head; zero rates)."""
-    where = f"{_WHERE}.apply"
-    try:
-        stages, head = params["stages"], params["head"]
-        blocks0 = [s["blocks"][0] for s in stages]
-        dims = tuple(b["norm"]["weight"].shape[0] for b in blocks0)
-        if set(head) - {"fc1", "norm", "fc2"}:
-            raise _CustomPart(f"head with keys {sorted(head)}")
-        hidden = head["fc1"]["weight"].shape[0]
-        return InceptionNeXtConfig(
-            num_classes=head["fc2"]["weight"].shape[0] if "fc2" in head else 0,
-            depths=tuple(len(s["blocks"]) for s in stages), dims=dims,
-            token_mixers=tuple(_mixer_from_params(b.get("token_mixer", {}), c)
-                               for b, c in zip(blocks0, dims)),
-            mlp_ratios=tuple(C.int_ratio(b["mlp"]["fc1"]["weight"].shape[0], c)
-                             for b, c in zip(blocks0, dims)),
-            head_fn=functools.partial(MlpHead, mlp_ratio=C.int_ratio(hidden, dims[-1])),
-            ls_init_value=1e-6 if "gamma" in blocks0[0] else None,
-            in_chans=params["stem"][0]["weight"].shape[1])
-    except _CustomPart as e:
-        raise ValueError(f"{where}: params has a custom {e}, whose class cannot be read off the "
-                         "keys; pass config= (or use the model object's .apply)") from None
-    except (KeyError, IndexError, TypeError, AttributeError) as e:
-        raise ValueError(f"{where}: params is not an InceptionNeXt parameter tree (missing or "
-                         f"malformed entry {e}); use init() or "
-                         "lucid.models.from_state_dict()") from e
-
-
-# ---- forward ------------------------------------------------------------------------------
-def _put(tree: dict, name, value):
-    if has_leaves(value):
-        tree[name] = value
-
-
-def _block(p, s, x, mixer, rate, key, train):
-    """mixer -> BN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's MetaNeXtBlock)."""
-    y, mixer_state = mixer._call(p.get("token_mixer", {}), s.get("token_mixer", {}), x, train,
-                                 C.sub_key(key, 0), "NHWC")
-    if tuple(y.shape) != tuple(x.shape):
-        raise ValueError(f"{_WHERE}: the token mixer {type(mixer).__name__} changed the shape "
-                         f"{tuple(x.shape)} to {tuple(y.shape)} (NHWC)")
-    y, norm_state = batch_norm_forward(p["norm"], s.get("norm"), y, train=train, axis=-1)
-    y = C.mlp_residual(p, x, y, rate, C.sub_key(key, 1) if train and rate > 0.0 else None, train)
-    new_state = {}
-    _put(new_state, "token_mixer", mixer_state)
-    _put(new_state, "norm", norm_state)
-    return y, new_state
-
-
-def _stage(p, s, x, i, cfg, mixer, first_block, train, key):
-    """One stage: (BN -> 2x2/2 conv downsample unless i == 0) then its blocks."""
-    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
-    new_state = {}
-    if i > 0:
-        ds = p["downsample"]
-        x, bn_state = batch_norm_forward(ds[0], s["downsample"][0], x, train=train, axis=-1)
-        x = F.conv2d(x, ds[1]["weight"], ds[1]["bias"], stride=2, data_format="NHWC")
-        new_state["downsample"] = [bn_state, {}]
-    new_state["blocks"] = []
-    for j, block in enumerate(p["blocks"]):
-        g = first_block + j  # global block index: drop-path rate and key
-        x, block_state = _block(block, s["blocks"][j], x, mixer, rates[g], C.sub_key(key, g), train)
-        new_state["blocks"].append(block_state)
+def _features(params, state, x, cfg, train, key):
+    """NHWC images -> NHWC feature map; returns ``(x, new_state)`` (without the head's)."""
+    with name_scope("stem"):
+        x, stem_state = stem_apply(params["stem"], state["stem"], x, train)
+    new_state = {"stem": stem_state, "stages": []}
+    for i, stage in enumerate(params["stages"]):
+        with name_scope(f"stages.{i}"):
+            x, stage_state = stage_apply(stage, state["stages"][i], x, cfg, i, train, key)
+        new_state["stages"].append(stage_state)
     return x, new_state
 
 
@@ -266,26 +221,43 @@ def apply(params, x, *, state=None, train: bool = False, key=None,
       logits (N, num_classes), or ``(logits, new_state)`` when ``train``.
     """
     cfg, state, x = _checked(params, x, state, train, key, config)
-    mixers, head = _modules(cfg)
-    x = lnp.transpose(x, (0, 2, 3, 1))
-    stem, stem_state = params["stem"], state["stem"]
-    x = F.conv2d(x, stem[0]["weight"], stem[0]["bias"], stride=4, data_format="NHWC")
-    x, bn_state = batch_norm_forward(stem[1], stem_state[1], x, train=train, axis=-1)
-    new_state = {"stem": [{}, bn_state], "stages": []}
-    first = 0
-    for i, stage in enumerate(params["stages"]):
-        x, stage_state = _stage(stage, state["stages"][i], x, i, cfg, mixers[i], first, train, key)
-        new_state["stages"].append(stage_state)
-        first += cfg.depths[i]
-    logits, head_state = head._call(params.get("head", {}), subtree(state, "head"), x, train,
-                                    C.sub_key(key, first), "NHWC")
+    x, new_state = _features(params, state, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key)
+    logits, head_state = head_apply(params.get("head", {}), subtree(state, "head"), x, cfg, train,
+                                    C.sub_key(key, sum(cfg.depths)))
     _put(new_state, "head", head_state)
     return (logits, new_state) if train else logits
 
 
-def _checked(params, x, state, train, key, config):
-    """Validate everything before any kernel runs; returns (config, state, x)."""
-    where = f"{_WHERE}.apply"
+def forward_features(params, x, *, state=None, train: bool = False, key=None,
+                     config: InceptionNeXtConfig = None):
+    """The NCHW feature map before the head (timm's ``forward_features``); same arguments and
+    return convention as :func:`apply` (the new state carries the head's unchanged)."""
+    cfg, state, x = _checked(params, x, state, train, key, config, "forward_features")
+    x, new_state = _features(params, state, lnp.transpose(x, (0, 2, 3, 1)), cfg, train, key)
+    _put(new_state, "head", subtree(state, "head"))
+    feats = lnp.transpose(x, (0, 3, 1, 2))
+    return (feats, new_state) if train else feats
+
+
+def forward_head(params, x, *, state=None, train: bool = False, key=None,
+                 config: InceptionNeXtConfig = None, pre_logits: bool = False):
+    """The head on an NCHW feature map (timm's ``forward_head``): logits, or the hidden
+    features before the classifier with ``pre_logits=True``; convention of :func:`apply`."""
+    cfg, state, x = _checked(params, x, state, train, key, config, "forward_head", True)
+    y, head_state = head_apply(params.get("head", {}), subtree(state, "head"),
+                               lnp.transpose(x, (0, 2, 3, 1)), cfg, train,
+                               C.sub_key(key, sum(cfg.depths)), pre_logits)
+    new_state = dict(state)
+    _put(new_state, "head", head_state)
+    return (y, new_state) if train else y
+
+
+def _checked(params, x, state, train, key, config, fn="apply", head_input=False):
+    """Validate everything before any kernel runs; returns (config, state, x).
+
+    ``head_input``: x is a feature map for the head (dims[-1] channels) rather than images.
+    """
+    where = f"{_WHERE}.{fn}"
     cfg = config_from_params(params) if config is None else config
     if not isinstance(cfg, InceptionNeXtConfig):
         raise TypeError(f"{where}: config must be an InceptionNeXtConfig, got {type(cfg).__name__}")
@@ -296,7 +268,10 @@ def _checked(params, x, state, train, key, config):
     C.check_key(key, train, cfg.drop_path_rate > 0 or cfg.drop_rate > 0, where,
                 f"drop_path_rate={cfg.drop_path_rate}, drop_rate={cfg.drop_rate}")
     dtype = C.params_dtype(params, where)
-    x = C.check_input(x, cfg.in_chans, cfg.min_input_size, dtype, where)
+    if head_input:
+        x = C.check_input(x, cfg.dims[-1], 1, dtype, where)
+    else:
+        x = C.check_input(x, cfg.in_chans, cfg.min_input_size, dtype, where)
     return cfg, C.cast_state(state, dtype), x
 
 
@@ -306,9 +281,43 @@ def initial_state(cfg: InceptionNeXtConfig) -> dict:
 
 
 # ---- object form --------------------------------------------------------------------------
+def _pieces(cfg: InceptionNeXtConfig) -> dict:
+    """The sub-modules of the facade: each runs one of the functions above on its slice of
+    the trees; the token mixers and the head are the Modules their classes build."""
+    from ..nn import Sequential
+    mixers = _parts(cfg)[0]
+    rates = C.drop_path_rates(cfg.drop_path_rate, cfg.depths)
+
+    def block(i, g):
+        return C.Piece("MetaNeXtBlock", lambda: block_specs(cfg, i),
+                       lambda p, s, x, train, key: block_apply(p, s, x, mixers[i], rates[g], key,
+                                                               train),
+                       token_mixer=_built(cfg.token_mixers[i](cfg.dims[i]), "token_mixers"))
+
+    def stage(i):
+        first = sum(cfg.depths[:i])
+        down = None if i == 0 else C.Piece(
+            "Downsample", lambda: downsample_specs(cfg, i),
+            lambda p, s, x, train, key: downsample_apply(p, s, x, train))
+        return C.Piece("MetaNeXtStage", lambda: stage_specs(cfg, i),
+                       lambda p, s, x, train, key: stage_apply(p, s, x, cfg, i, train, key, 0),
+                       downsample=down,
+                       blocks=Sequential(*[block(i, first + j) for j in range(cfg.depths[i])]))
+
+    head = cfg.head_fn(cfg.dims[-1], cfg.num_classes, pool_type="avg", drop_rate=cfg.drop_rate)
+    return {"stem": C.Piece("Stem", lambda: stem_specs(cfg),
+                            lambda p, s, x, train, key: stem_apply(p, s, x, train)),
+            "stages": Sequential(*[stage(i) for i in range(len(cfg.dims))]),
+            "head": _built(head, "head_fn")}
+
+
 class InceptionNeXt(C.FamilyModel):
     """InceptionNeXt (timm's MetaNeXt) as a Module; ``.config``, ``.init``, ``.apply`` give the
     functional form.
+
+    Sub-modules as timm's: ``stem``, ``stages[i]`` (``downsample``, ``blocks[j]`` with its
+    ``token_mixer``) and ``head``; each runs its piece of the functional form on its slice
+    of ``params``/``state``.
 
     Args:
       num_classes: classifier outputs.
@@ -324,7 +333,9 @@ class InceptionNeXt(C.FamilyModel):
     """
 
     _specs, _init, _apply = staticmethod(specs), staticmethod(init), staticmethod(apply)
-    _info = staticmethod(lambda cfg, in_shape: inception_next_info(cfg, in_shape, *_modules(cfg)))
+    _features, _head = staticmethod(forward_features), staticmethod(forward_head)
+    _build = staticmethod(_pieces)
+    _classifier = "head.fc2"
 
     def __init__(self, num_classes: int = 1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),
                  token_mixers=Identity, mlp_ratios=(4, 4, 4, 3), head_fn=_MLPHead,
@@ -338,6 +349,7 @@ class InceptionNeXt(C.FamilyModel):
             num_classes=num_classes, depths=depths, dims=dims, token_mixers=token_mixers,
             mlp_ratios=mlp_ratios, head_fn=head_fn, drop_rate=drop_rate,
             drop_path_rate=drop_path_rate, ls_init_value=ls_init_value, **overrides)
+
 
 # ---- variants -----------------------------------------------------------------------------
 def _mixer(band_kernel_size=11, branch_ratio=0.125):
@@ -357,30 +369,34 @@ VARIANTS = {
 }
 
 
-def _create(variant, num_classes, weights, kwargs) -> InceptionNeXt:
+def _create(variant, num_classes, weights, pretrained, kwargs) -> InceptionNeXt:
     model = InceptionNeXt(**{**VARIANTS[variant], "num_classes": num_classes, **kwargs})
-    return C.load_weights(model, weights)
+    return C.finish_variant(model, variant, weights, pretrained)
 
 
 @register_model
-def inception_next_atto(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_atto(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-Atto: 4.16M params, 0.50 GMACs (band kernel 9, branch ratio 0.25)."""
-    return _create("inception_next_atto", num_classes, weights, kwargs)
+    return _create("inception_next_atto", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def inception_next_tiny(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_tiny(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-T: 28.06M params, 4.19 GMACs at 224."""
-    return _create("inception_next_tiny", num_classes, weights, kwargs)
+    return _create("inception_next_tiny", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def inception_next_small(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_small(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-S: 49.37M params, 8.36 GMACs at 224."""
-    return _create("inception_next_small", num_classes, weights, kwargs)
+    return _create("inception_next_small", num_classes, weights, pretrained, kwargs)
 
 
 @register_model
-def inception_next_base(num_classes: int = 1000, *, weights=None, **kwargs) -> InceptionNeXt:
+def inception_next_base(num_classes: int = 1000, *, weights=None, pretrained: bool = False,
+        **kwargs) -> InceptionNeXt:
     """InceptionNeXt-B: 86.67M params, 14.84 GMACs at 224."""
-    return _create("inception_next_base", num_classes, weights, kwargs)
+    return _create("inception_next_base", num_classes, weights, pretrained, kwargs)

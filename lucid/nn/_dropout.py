@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import random as _random
 from .._autodiff import Tracer
+from .._sample_shard import draw_per_sample
 from .._backend import kernels
 from .._core import Primitive, aval, bind
 from ._validate import check_real, contiguous, float_array, where
@@ -53,7 +54,10 @@ def _masking_primitive(name: str, per_sample: bool):
     @prim.def_impl
     def _impl(x, key, *, out, keep):
         y, mask = out
-        mask[...] = _random.bernoulli(key, keep, mask.shape)
+        # per sample (axis 0): under data parallelism each rank draws its rows of the global
+        # mask (read when the step runs, so a compiled program serves every rank)
+        mask[...] = draw_per_sample(lambda shape: _random.bernoulli(key, keep, shape),
+                                    mask.shape, name)
         _apply_mask(x, mask, keep, per_sample, y)
 
     @prim.def_vjp

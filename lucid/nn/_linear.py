@@ -5,37 +5,71 @@ preallocated outputs; the bias add and the bias gradient are Numba kernels.
 """
 import numpy as np
 
-from .._autodiff import primitive
 from .._backend import kernels
-from .. import _buffers as buffers
+from .._core import Primitive, aval, bind
 from ._validate import (as_rows, check_channel_vector, contiguous, float_array,
                         optional_float_array, same_dtype, where)
 
 K = kernels("linear")
 
 
-@primitive(name="nn.functional.linear")
-def _linear(x, w, b):
-    x2 = as_rows(x)
-    w2 = w.reshape(w.shape[0], w.shape[1])   # (out, in) or timm's (out, in, 1, 1)
-    y = buffers.empty((x2.shape[0], w2.shape[0]), x.dtype)
+def _weight_2d(w):
+    return w.reshape(w.shape[0], w.shape[1])   # (out, in) or timm's (out, in, 1, 1)
+
+
+linear_p = Primitive("nn.functional.linear")
+linear_p.saves = ((0, 1), ())  # x and w; b only by shape
+linear_bwd_x_p = Primitive("nn.functional.linear_bwd_x")   # g @ w
+linear_bwd_w_p = Primitive("nn.functional.linear_bwd_w")   # g^T @ x
+bias_bwd_p = Primitive("nn.functional.linear_bwd_b")       # g summed over rows
+
+
+@linear_p.def_abstract
+def _linear_abstract(x, w, b):
+    return aval(x.shape[:-1] + (w.shape[0],), x.dtype)
+
+
+@linear_p.def_impl
+def _linear_impl(x, w, b, *, out):
+    w2, x2 = _weight_2d(w), as_rows(x)
+    y = out[0].reshape(x2.shape[0], w2.shape[0])
     np.matmul(x2, w2.T, out=y)
     if b is not None:
         K.bias_add_fwd(y, contiguous(b), y)
 
-    def vjp(g):
-        g2 = contiguous(g).reshape(y.shape)
-        gx = buffers.empty_like(x2)
-        np.matmul(g2, w2, out=gx)
-        gw = np.empty(w2.shape, dtype=w.dtype)
-        np.matmul(g2.T, x2, out=gw)
-        gb = None
-        if b is not None:
-            gb = np.empty(b.shape, dtype=b.dtype)
-            K.bias_add_bwd(g2, gb)
-        return gx.reshape(x.shape), gw.reshape(w.shape), gb
 
-    return y.reshape(x.shape[:-1] + (w2.shape[0],)), vjp
+@linear_p.def_vjp
+def _linear_vjp(cts, x, w, b, *, results, needs):
+    g = cts[0]
+    gx = bind(linear_bwd_x_p, g, w) if needs[0] else None
+    gw = bind(linear_bwd_w_p, g, x, w_shape=w.shape) if needs[1] else None
+    gb = bind(bias_bwd_p, g) if b is not None and needs[2] else None
+    return gx, gw, gb
+
+
+linear_bwd_x_p.def_abstract(lambda g, w: aval(g.shape[:-1] + (w.shape[1],), g.dtype))
+
+
+@linear_bwd_x_p.def_impl
+def _linear_bwd_x_impl(g, w, *, out):
+    w2, g2 = _weight_2d(w), as_rows(g)
+    np.matmul(g2, w2, out=out[0].reshape(g2.shape[0], w2.shape[1]))
+
+
+linear_bwd_w_p.def_abstract(lambda g, x, *, w_shape: aval(w_shape, g.dtype))
+
+
+@linear_bwd_w_p.def_impl
+def _linear_bwd_w_impl(g, x, *, out, w_shape):
+    np.matmul(as_rows(g).T, as_rows(x), out=out[0].reshape(w_shape[0], w_shape[1]))
+
+
+bias_bwd_p.def_abstract(lambda g: aval(g.shape[-1:], g.dtype))
+
+
+@bias_bwd_p.def_impl
+def _bias_bwd_impl(g, *, out):
+    K.bias_add_bwd(as_rows(g), out[0])
 
 
 def linear(x, w, b=None):
@@ -64,4 +98,4 @@ def linear(x, w, b=None):
                          f"of shape {tuple(w.shape)} expects {w.shape[1]}")
     check_channel_vector(b, w.shape[0], op, "b", f"w's {w.shape[0]} output features")
     same_dtype(op, x=x, w=w, b=b)
-    return _linear(x, w, b)
+    return bind(linear_p, x, w, b)

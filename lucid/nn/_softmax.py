@@ -1,33 +1,53 @@
 """``softmax``, ``log_softmax`` and ``cross_entropy`` (fused log-softmax + NLL)."""
 import numpy as np
 
-from .._autodiff import Tracer, primitive
 from .._backend import kernels
+from .._core import Primitive, Tracer, aval, bind
 from ._validate import (axis_to_rows, check_axis, check_real, contiguous, float_array,
-                        rows_to_axis, same_dtype, where)
+                        same_dtype, where)
 
 K = kernels("softmax")
 
 
-def _rowwise(kernel, *arrays):
-    out = np.empty_like(arrays[0])
-    if out.size:  # an empty axis has no row maximum to read
-        kernel(*arrays, out)
-    return out
+def _rowwise_into(out, kernel, axis, *arrays):
+    """``kernel(*rows, out_rows)`` over the rows along ``axis``, written into ``out``."""
+    if not out.size:  # an empty axis has no row maximum to read
+        return
+    rows = [axis_to_rows(a, axis) for a in arrays]
+    if axis == out.ndim - 1:
+        kernel(*rows, out.reshape(rows[0].shape))
+    else:
+        y2 = np.empty_like(rows[0])
+        kernel(*rows, y2)
+        shape = out.shape
+        moved = y2.reshape(shape[:axis] + shape[axis + 1:] + (shape[axis],))
+        np.copyto(out, np.moveaxis(moved, -1, axis))
 
 
-@primitive(name="nn.functional.softmax")
-def _softmax_p(x, *, axis):
-    y2 = _rowwise(K.softmax_fwd, axis_to_rows(x, axis))
-    return rows_to_axis(y2, x.shape, axis), lambda g: (
-        rows_to_axis(_rowwise(K.softmax_bwd, axis_to_rows(g, axis), y2), x.shape, axis),)
+def _normalizer(name: str) -> Primitive:
+    """softmax / log_softmax: a row kernel forward, a VJP reading the result y."""
+    fwd = Primitive(f"nn.functional.{name}")
+    bwd = Primitive(f"nn.functional.{name}_bwd")
+    fwd.saves = ((), (0,))
+    fwd.def_abstract(lambda x, *, axis: aval(x.shape, x.dtype))
+    bwd.def_abstract(lambda g, y, *, axis: aval(y.shape, g.dtype))
+    kernel_fwd, kernel_bwd = getattr(K, f"{name}_fwd"), getattr(K, f"{name}_bwd")
+
+    @fwd.def_impl
+    def _impl(x, *, out, axis):
+        _rowwise_into(out[0], kernel_fwd, axis, x)
+
+    @bwd.def_impl
+    def _bwd_impl(g, y, *, out, axis):
+        _rowwise_into(out[0], kernel_bwd, axis, g, y)
+
+    fwd.def_vjp(lambda cts, x, *, results, needs, axis: (bind(bwd, cts[0], results[0],
+                                                               axis=axis),))
+    return fwd
 
 
-@primitive(name="nn.functional.log_softmax")
-def _log_softmax_p(x, *, axis):
-    y2 = _rowwise(K.log_softmax_fwd, axis_to_rows(x, axis))
-    return rows_to_axis(y2, x.shape, axis), lambda g: (
-        rows_to_axis(_rowwise(K.log_softmax_bwd, axis_to_rows(g, axis), y2), x.shape, axis),)
+softmax_p = _normalizer("softmax")
+log_softmax_p = _normalizer("log_softmax")
 
 
 def _check_softmax(x, axis, op):
@@ -47,7 +67,7 @@ def softmax(x, axis: int = -1):
       an array shaped like ``x`` whose slices along ``axis`` sum to 1.
     """
     x, axis = _check_softmax(x, axis, "softmax")
-    return _softmax_p(x, axis=axis)
+    return bind(softmax_p, x, axis=axis)
 
 
 def log_softmax(x, axis: int = -1):
@@ -60,7 +80,7 @@ def log_softmax(x, axis: int = -1):
       an array shaped like ``x``.
     """
     x, axis = _check_softmax(x, axis, "log_softmax")
-    return _log_softmax_p(x, axis=axis)
+    return bind(log_softmax_p, x, axis=axis)
 
 
 # ---- cross entropy ----
@@ -73,31 +93,71 @@ def _row_weights(g, n, reduction):
     return np.full(n, scale)
 
 
-@primitive(name="nn.functional.cross_entropy")
-def _cross_entropy(x, t, *, smoothing, reduction):
-    x = contiguous(x)
+# Results: the loss and, as a residual for the VJP, each row's log-sum-exp (float64).
+cross_entropy_p = Primitive("nn.functional.cross_entropy", multiple_results=True)
+cross_entropy_p.saves = ((0, 1), (1,))
+cross_entropy_bwd_p = Primitive("nn.functional.cross_entropy_bwd")  # integer labels: dx
+cross_entropy_soft_bwd_p = Primitive("nn.functional.cross_entropy_soft_bwd",
+                                     multiple_results=True)         # probabilities: dx, dt
+
+
+@cross_entropy_p.def_abstract
+def _cross_entropy_abstract(x, t, *, smoothing, reduction):
     n = x.shape[0]
+    return aval((n,) if reduction == "none" else (), x.dtype), aval((n,), np.float64)
+
+
+@cross_entropy_p.def_impl
+def _cross_entropy_impl(x, t, *, out, smoothing, reduction):
+    x = contiguous(x)
+    n, k = x.shape
     soft = t.dtype.kind == "f"
-    t = contiguous(t)
-    loss, lse = np.empty(n), np.empty(n)
-    (K.cross_entropy_soft_fwd if soft else K.cross_entropy_fwd)(x, t, smoothing, loss, lse)
+    t = contiguous(t) if soft else _hard_labels(t, k)
+    loss = np.empty(n)
+    (K.cross_entropy_soft_fwd if soft else K.cross_entropy_fwd)(x, t, smoothing, loss, out[1])
     if reduction == "none":
-        out = loss.astype(x.dtype)
+        out[0][...] = loss
     else:
         total = loss.sum() if n or reduction == "sum" else np.nan  # mean of nothing is NaN
-        out = np.asarray(total / n if reduction == "mean" and n else total, dtype=x.dtype)
+        out[0][...] = total / n if reduction == "mean" and n else total
 
-    def vjp(g):
-        gr = _row_weights(g, n, reduction)
-        dx = np.empty_like(x)
-        if not soft:
-            K.cross_entropy_bwd(gr, x, t, lse, smoothing, dx)
-            return dx, None
-        dt = np.empty_like(t)
-        K.cross_entropy_soft_bwd(gr, x, t, lse, smoothing, dx, dt)
-        return dx, dt
 
-    return out, vjp
+@cross_entropy_p.def_vjp
+def _cross_entropy_vjp(cts, x, t, *, results, needs, smoothing, reduction):
+    params = dict(smoothing=smoothing, reduction=reduction)
+    if t.dtype.kind != "f":
+        return bind(cross_entropy_bwd_p, cts[0], x, t, results[1], **params), None
+    dx, dt = bind(cross_entropy_soft_bwd_p, cts[0], x, t, results[1], **params)
+    return dx, (dt if needs[1] else None)
+
+
+cross_entropy_bwd_p.def_abstract(lambda g, x, t, lse, **_: aval(x.shape, x.dtype))
+cross_entropy_soft_bwd_p.def_abstract(lambda g, x, t, lse, **_: (aval(x.shape, x.dtype),
+                                                                 aval(t.shape, t.dtype)))
+
+
+@cross_entropy_bwd_p.def_impl
+def _cross_entropy_bwd_impl(g, x, t, lse, *, out, smoothing, reduction):
+    gr = _row_weights(g, x.shape[0], reduction)
+    t = np.ascontiguousarray(t, dtype=np.int64)  # range-checked by the forward
+    K.cross_entropy_bwd(gr, contiguous(x), t, lse, smoothing, out[0])
+
+
+@cross_entropy_soft_bwd_p.def_impl
+def _cross_entropy_soft_bwd_impl(g, x, t, lse, *, out, smoothing, reduction):
+    gr = _row_weights(g, x.shape[0], reduction)
+    K.cross_entropy_soft_bwd(gr, contiguous(x), contiguous(t), lse, smoothing, out[0], out[1])
+
+
+def _hard_labels(t, k):
+    """Integer labels as the kernels' int64, range-checked (the kernels do not bounds-check,
+    and under lucid.jit the labels' values are only known here)."""
+    t = np.ascontiguousarray(t, dtype=np.int64)
+    bad = t[(t < 0) | (t >= k)]
+    if bad.size:
+        raise ValueError(f"{where('cross_entropy')}: labels must be in [0, {k}), got "
+                         f"out-of-range values {np.unique(bad)[:10].tolist()}")
+    return t
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0, reduction: str = "mean"):
@@ -122,28 +182,26 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0, reduction: str =
         raise ValueError(f"{where(op)}: reduction must be 'mean', 'sum' or 'none', "
                          f"got {reduction!r}")
     t = _check_labels(labels, x)
-    return _cross_entropy(x, t, smoothing=smoothing, reduction=reduction)
+    return bind(cross_entropy_p, x, t, smoothing=smoothing, reduction=reduction)[0]
 
 
 def _check_labels(labels, x):
     op = "cross_entropy"
     n, k = x.shape
-    if isinstance(labels, Tracer) or (isinstance(labels, np.ndarray) and labels.dtype.kind == "f"):
+    traced_int = isinstance(labels, Tracer) and labels.dtype.kind in "iu"
+    if not traced_int and (isinstance(labels, Tracer) or (
+            isinstance(labels, np.ndarray) and labels.dtype.kind == "f")):
         t = float_array(labels, op, "labels")
         if tuple(t.shape) != (n, k):
             raise ValueError(f"{where(op)}: float labels (class probabilities) must have the "
                              f"logits' shape {(n, k)}, got {tuple(t.shape)}")
         same_dtype(op, logits=x, labels=t)
         return t
-    t = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+    t = labels if isinstance(labels, (np.ndarray, Tracer)) else np.asarray(labels)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{where(op)}: labels must be integer class indices or float "
                         f"probabilities, got dtype {t.dtype}")
-    if t.shape != (n,):
+    if tuple(t.shape) != (n,):
         raise ValueError(f"{where(op)}: integer labels must have shape ({n},) for logits of "
-                         f"shape {(n, k)}, got {t.shape}")
-    bad = t[(t < 0) | (t >= k)]
-    if bad.size:
-        raise ValueError(f"{where(op)}: labels must be in [0, {k}), got out-of-range values "
-                         f"{np.unique(bad)[:10].tolist()}")
-    return np.ascontiguousarray(t, dtype=np.int64)
+                         f"shape {(n, k)}, got {tuple(t.shape)}")
+    return t if traced_int else _hard_labels(t, k)  # traced labels: checked when run

@@ -12,7 +12,7 @@ import importlib
 _WHERE = {
     "conv2d": "_conv",
     "linear": "_linear",
-    "layer_norm": "_norm", "batch_norm": "_norm",
+    "layer_norm": "_norm", "batch_norm": "_norm", "sync_batch_norm": "_sync_batch_norm",
     "gelu": "_activation", "relu": "_activation", "bias_gelu": "_activation",
     "scale_residual": "_fused", "inception_dwconv2d": "_inception",
     "softmax": "_softmax", "log_softmax": "_softmax", "cross_entropy": "_softmax",

@@ -29,6 +29,7 @@ def _unbroadcast(need, g, shape):
 def broadcast_primitive(name: str) -> Primitive:
     """``name_fwd`` of kernels/cpu/binary.py over the broadcast of its operands."""
     prim = Primitive(name)
+    prim.inplace_ok = True  # out[i] depends on its operands at i only: may overwrite one
     kernel = f"{name}_fwd"
     prim.def_abstract(lambda *xs, shape: aval(shape, xs[-1].dtype))
 
@@ -205,13 +206,21 @@ def _compare_impl(x, y, *, out, ufunc):
 compare_p.def_vjp(lambda cts, x, y, **_: (None, None))  # a boolean mask has no gradient
 
 
-def _operand(x):
-    return x if isinstance(x, (Tracer, np.ndarray)) else np.asarray(x)
+def _operand(x, other):
+    """An array for a comparison operand; a Python number takes the other side's dtype
+    (NumPy's weak scalars: ``f32_array > 0.1`` compares in float32)."""
+    if isinstance(x, (Tracer, np.ndarray)):
+        return x
+    dtype = getattr(other, "dtype", None)
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and dtype is not None \
+            and np.dtype(dtype).kind in "fiu" and (np.dtype(dtype).kind == "f" or isinstance(x, int)):
+        return np.asarray(x, dtype)
+    return np.asarray(x)
 
 
 def _comparison(ufunc, opname):
     def op(x, y):
-        return bind(compare_p, _operand(x), _operand(y), ufunc=ufunc.__name__)
+        return bind(compare_p, _operand(x, y), _operand(y, x), ufunc=ufunc.__name__)
     op.__name__ = op.__qualname__ = opname
     op.__doc__ = f"Elementwise ``np.{ufunc.__name__}`` as a bool array (not differentiable)."
     return op
@@ -231,3 +240,24 @@ logical_xor = _comparison(np.logical_xor, "logical_xor")
 def logical_not(x):
     """Elementwise ``not`` of a bool array (not differentiable)."""
     return equal(x, False)
+
+
+# ---- integer counters (BatchNorm's num_batches_tracked, step counts): no gradient ----
+
+add_int_p = Primitive("add_int")
+add_int_p.def_abstract(lambda x, *, value: aval(x.shape, x.dtype))
+add_int_p.def_vjp(lambda cts, x, **_: (None,))
+
+
+@add_int_p.def_impl
+def _add_int_impl(x, *, out, value):
+    np.add(x, value, out=out[0], casting="unsafe")
+
+
+def add_int(x, value: int):
+    """``x + value`` for an integer array (a counter), traceable; not differentiable."""
+    if not isinstance(x, Tracer):
+        return np.asarray(np.asarray(x) + value, np.asarray(x).dtype)
+    if x.dtype.kind not in "iu":
+        raise TypeError(err("add_int", f"expected an integer array, got dtype {x.dtype}"))
+    return bind(add_int_p, x, value=int(value))

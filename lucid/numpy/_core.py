@@ -9,7 +9,7 @@ Dtype rules (JAX-like, float-only):
 """
 import numpy as np
 
-from .._autodiff import Tracer, primitive
+from .._core import Primitive, Tracer, aval, bind
 
 _FLOAT = (np.float32, np.float64)
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -22,6 +22,8 @@ def err(opname: str, msg: str) -> str:
 
 def _strong_dtype(x, opname: str):
     """The float dtype ``x`` imposes on a result, or None for weak/integer inputs."""
+    if isinstance(x, Tracer) and x.aval.weak:
+        return None  # a Python scalar passed to lucid.jit: weak, as in JAX
     if isinstance(x, (Tracer, np.ndarray, np.generic)):
         dt = x.dtype
     elif isinstance(x, (bool, int, float)):
@@ -67,10 +69,23 @@ def as_float_array(x, opname: str, dtype=None):
     return convert(x, dtype or result_dtype(opname, x), opname)
 
 
-@primitive(name="astype")
+astype_p = Primitive("astype")
+astype_p.saves = ((), ())  # the VJP reads only the source dtype (from the input's aval)
+astype_p.def_abstract(lambda x, *, dtype: aval(x.shape, dtype))
+
+
+@astype_p.def_impl
+def _astype_impl(x, *, out, dtype):
+    np.copyto(out[0], x, casting="unsafe")  # the same cast as x.astype(dtype)
+
+
+@astype_p.def_vjp
+def _astype_vjp(cts, x, *, results, needs, dtype):
+    return (bind(astype_p, cts[0], dtype=np.dtype(x.dtype)),)
+
+
 def _astype(x, *, dtype):
-    src = x.dtype
-    return x.astype(dtype), lambda g: (g.astype(src),)
+    return bind(astype_p, x, dtype=np.dtype(dtype))
 
 
 def astype(x, dtype):

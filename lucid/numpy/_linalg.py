@@ -5,42 +5,67 @@ The primitive takes operands of rank >= 2 with broadcast batch dims; the public
 """
 import numpy as np
 
-from .._autodiff import Tracer, primitive
+from .._core import Primitive, aval, bind
 from ._binary import multiply
 from ._broadcast import sum_to_shape
 from ._core import broadcast_shapes, contig, convert, err, result_dtype
 from ._shape import reshape, transpose
 
 
-def _gemm(a, b, shape):
-    out = np.empty(shape, np.result_type(a, b))
-    np.matmul(a, b, out=out)
-    return out
+matmul_p = Primitive("matmul")
+matmul_bwd_a_p = Primitive("matmul_bwd_a")  # g @ b^T (before summing a's broadcast dims)
+matmul_bwd_b_p = Primitive("matmul_bwd_b")  # a^T @ g
 
 
-def _grad_a(g, a, b):
-    """Cotangent of ``a`` in ``a @ b``: g @ b^T summed over a's broadcast batch dims."""
-    full = _gemm(g, np.swapaxes(b, -1, -2), g.shape[:-1] + (b.shape[-2],))
-    return sum_to_shape(full, a.shape)
+@matmul_p.def_abstract
+def _matmul_abstract(a, b, *, shape):
+    return aval(shape, np.result_type(a.dtype, b.dtype))
 
 
-def _grad_b(g, a, b):
-    """Cotangent of ``b``: a^T @ g summed over b's broadcast batch dims."""
-    K, N = b.shape[-2:]
-    if b.ndim == 2:  # a shared weight: one GEMM over all batch rows, no batched partials
-        return _gemm(a.reshape(-1, K).T, g.reshape(-1, N), (K, N))
-    full = _gemm(np.swapaxes(a, -1, -2), g, g.shape[:-2] + (K, N))
-    return sum_to_shape(full, b.shape)
+@matmul_p.def_impl
+def _matmul_impl(a, b, *, out, shape):
+    np.matmul(a, b, out=out[0])
 
 
-@primitive(name="matmul")
-def _matmul(a, b, *, shape, need):
-    out = _gemm(a, b, shape)
+@matmul_p.def_vjp
+def _matmul_vjp(cts, a, b, *, results, needs, shape):
+    g = cts[0]
+    ga = gb = None
+    if needs[0]:  # g @ b^T summed over a's broadcast batch dims
+        ga = sum_to_shape(bind(matmul_bwd_a_p, g, b), a.shape)
+    if needs[1]:
+        gb = bind(matmul_bwd_b_p, g, a, b_shape=b.shape)
+        if b.ndim > 2:
+            gb = sum_to_shape(gb, b.shape)
+    return ga, gb
 
-    def vjp(g):
-        g = contig(g)
-        return (_grad_a(g, a, b) if need[0] else None, _grad_b(g, a, b) if need[1] else None)
-    return out, vjp
+
+@matmul_bwd_a_p.def_abstract
+def _matmul_bwd_a_abstract(g, b):
+    return aval(g.shape[:-1] + (b.shape[-2],), g.dtype)
+
+
+@matmul_bwd_a_p.def_impl
+def _matmul_bwd_a_impl(g, b, *, out):
+    np.matmul(contig(g), np.swapaxes(b, -1, -2), out=out[0])
+
+
+@matmul_bwd_b_p.def_abstract
+def _matmul_bwd_b_abstract(g, a, *, b_shape):
+    K, N = b_shape[-2:]
+    return aval((K, N) if len(b_shape) == 2 else g.shape[:-2] + (K, N), g.dtype)
+
+
+@matmul_bwd_b_p.def_impl
+def _matmul_bwd_b_impl(g, a, *, out, b_shape):
+    """a^T @ g; for a 2-d (shared weight) b, one GEMM over all batch rows, no batched
+    partials to sum afterwards."""
+    K, N = b_shape[-2:]
+    g = contig(g)
+    if len(b_shape) == 2:
+        np.matmul(a.reshape(-1, K).T, g.reshape(-1, N), out=out[0])
+    else:
+        np.matmul(np.swapaxes(a, -1, -2), g, out=out[0])
 
 
 def matmul(a, b):
@@ -64,7 +89,7 @@ def matmul(a, b):
                                        f"({a2.shape[-1]} != {b2.shape[-2]})"))
     batch = broadcast_shapes("matmul", a2.shape[:-2], b2.shape[:-2])
     shape = batch + (a2.shape[-2], b2.shape[-1])
-    out = _matmul(a2, b2, shape=shape, need=(isinstance(a, Tracer), isinstance(b, Tracer)))
+    out = bind(matmul_p, a2, b2, shape=shape)
     final = batch + a.shape[-2:-1] + b.shape[-1:] if b.ndim > 1 else batch + a.shape[-2:-1]
     return reshape(out, final) if final != shape else out
 

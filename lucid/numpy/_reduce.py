@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 
-from .._autodiff import primitive
+from .._core import Primitive, aval, bind
 from .._backend import kernels
 from ._binary import multiply, subtract
-from ._broadcast import from_layout, n_chunks, reduce_layout, to_layout
+from ._broadcast import n_chunks, reduce_layout, to_layout
 from ._core import as_float_array, contig, err, normalize_axes
 from ._unary import negative, square
 
@@ -31,32 +31,94 @@ def _prepare(x, axis, keepdims, opname):
     return x, normalize_axes(axis, x.ndim, opname), bool(keepdims)
 
 
-@primitive(name="sum")
+def _scale(R, mean):
+    return (1.0 / R if R else math.nan) if mean else 1.0
+
+
+sum_p = Primitive("sum")
+sum_p.saves = ((), ())  # the VJP reads only x's shape
+max_p = Primitive("max")
+max_p.saves = ((0,), (0,))
+sum_bwd_p = Primitive("sum_bwd")
+max_bwd_p = Primitive("max_bwd")
+
+
+@sum_p.def_abstract
+def _sum_abstract(x, *, axes, keepdims, mean):
+    return aval(_out_shape(x.shape, axes, keepdims), x.dtype)
+
+
+@sum_p.def_impl
+def _sum_impl(x, *, out, axes, keepdims, mean):
+    perm, (A, R, C) = reduce_layout(x.shape, axes)
+    K.sum_fwd(to_layout(x, perm, (A, R, C)), n_chunks(A, R, C), _scale(R, mean),
+              out[0].reshape(A, C))
+
+
+@sum_p.def_vjp
+def _sum_vjp(cts, x, *, results, needs, axes, keepdims, mean):
+    return (bind(sum_bwd_p, cts[0], shape=x.shape, axes=axes, mean=mean),)
+
+
+@max_p.def_abstract
+def _max_abstract(x, *, axes, keepdims):
+    return aval(_out_shape(x.shape, axes, keepdims), x.dtype)
+
+
+@max_p.def_impl
+def _max_impl(x, *, out, axes, keepdims):
+    perm, (A, R, C) = reduce_layout(x.shape, axes)
+    K.max_fwd(to_layout(x, perm, (A, R, C)), n_chunks(A, R, C), out[0].reshape(A, C))
+
+
+@max_p.def_vjp
+def _max_vjp(cts, x, *, results, needs, axes, keepdims):
+    return (bind(max_bwd_p, cts[0], x, results[0], axes=axes),)
+
+
+@sum_bwd_p.def_abstract
+def _sum_bwd_abstract(g, *, shape, axes, mean):
+    return aval(shape, g.dtype)
+
+
+@sum_bwd_p.def_impl
+def _sum_bwd_impl(g, *, out, shape, axes, mean):
+    """The cotangent of sum/mean: ``g`` spread over the reduced axes (times 1/R for mean)."""
+    perm, (A, R, C) = reduce_layout(shape, axes)
+    gx = out[0].reshape(A, R, C) if perm is None else np.empty((A, R, C), g.dtype)
+    K.sum_bwd(contig(g).reshape(A, C), _scale(R, mean), gx)
+    if perm is not None:
+        _from_layout_into(out[0], gx, perm)
+
+
+@max_bwd_p.def_abstract
+def _max_bwd_abstract(g, x, y, *, axes):
+    return aval(x.shape, g.dtype)
+
+
+@max_bwd_p.def_impl
+def _max_bwd_impl(g, x, y, *, out, axes):
+    """The cotangent of max: ``g`` split evenly among the positions equal to the maximum."""
+    perm, (A, R, C) = reduce_layout(x.shape, axes)
+    gx = out[0].reshape(A, R, C) if perm is None else np.empty((A, R, C), g.dtype)
+    K.max_bwd(to_layout(x, perm, (A, R, C)), contig(y).reshape(A, C),
+              contig(g).reshape(A, C), gx)
+    if perm is not None:
+        _from_layout_into(out[0], gx, perm)
+
+
+def _from_layout_into(out, a, perm):
+    """Write the (A, R, 1) array ``a`` of transposed layout ``perm`` back into ``out``."""
+    moved = a.reshape([out.shape[p] for p in perm])
+    np.copyto(out, np.transpose(moved, np.argsort(perm)))
+
+
 def _sum(x, *, axes, keepdims, mean):
-    perm, (A, R, C) = reduce_layout(x.shape, axes)
-    scale = (1.0 / R if R else math.nan) if mean else 1.0
-    out = np.empty((A, C), x.dtype)
-    K.sum_fwd(to_layout(x, perm, (A, R, C)), n_chunks(A, R, C), scale, out)
-
-    def vjp(g):
-        gx = np.empty((A, R, C), g.dtype)
-        K.sum_bwd(contig(g).reshape(A, C), scale, gx)
-        return (from_layout(gx, x.shape, perm),)
-    return out.reshape(_out_shape(x.shape, axes, keepdims)), vjp
+    return bind(sum_p, x, axes=axes, keepdims=keepdims, mean=mean)
 
 
-@primitive(name="max")
 def _max(x, *, axes, keepdims):
-    perm, (A, R, C) = reduce_layout(x.shape, axes)
-    xv = to_layout(x, perm, (A, R, C))
-    out = np.empty((A, C), x.dtype)
-    K.max_fwd(xv, n_chunks(A, R, C), out)
-
-    def vjp(g):
-        gx = np.empty((A, R, C), g.dtype)
-        K.max_bwd(xv, out, contig(g).reshape(A, C), gx)
-        return (from_layout(gx, x.shape, perm),)
-    return out.reshape(_out_shape(x.shape, axes, keepdims)), vjp
+    return bind(max_p, x, axes=axes, keepdims=keepdims)
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - NumPy's name

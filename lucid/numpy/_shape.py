@@ -8,16 +8,29 @@ import math
 
 import numpy as np
 
-from .._autodiff import Tracer, primitive
-from ._broadcast import materialize, sum_to_shape
-from ._core import (as_float_array, broadcast_shapes, check_shape, contig, convert, err,
+from .._limits import check_alloc
+from .._core import Primitive, Tracer, aval, bind
+from ._broadcast import sum_to_shape
+from ._core import (as_float_array, broadcast_shapes, check_shape, convert, err,
                     normalize_axes, normalize_axis, result_dtype)
 
 
-@primitive(name="reshape")
+# A view primitive: a C-contiguous input (every primitive writes C-contiguous outputs)
+# reshapes without a copy. (NumPy copies a non-contiguous input, e.g. a caller's strided
+# array, which is still correct eagerly.)
+reshape_p = Primitive("reshape", view=True)
+reshape_p.saves = ((), ())
+reshape_p.def_abstract(lambda x, *, shape: aval(shape, x.dtype))
+reshape_p.def_impl(lambda x, *, shape: np.reshape(x, shape))
+
+
+@reshape_p.def_vjp
+def _reshape_vjp(cts, x, *, results, needs, shape):
+    return (bind(reshape_p, cts[0], shape=x.shape),)
+
+
 def _reshape(x, *, shape):
-    src = x.shape
-    return x.reshape(shape), lambda g: (contig(g).reshape(src),)
+    return bind(reshape_p, x, shape=shape)
 
 
 def reshape(x, shape):
@@ -47,10 +60,25 @@ def ravel(x):
     return reshape(x, -1)
 
 
-@primitive(name="transpose")
+# A copy into a C-contiguous output, not a view: a transposed view is strided, every
+# kernel reading it would copy it anyway, and a reshape of it would not be a view.
+transpose_p = Primitive("transpose")
+transpose_p.saves = ((), ())
+transpose_p.def_abstract(lambda x, *, axes: aval(tuple(x.shape[a] for a in axes), x.dtype))
+
+
+@transpose_p.def_impl
+def _transpose_impl(x, *, out, axes):
+    np.copyto(out[0], x.transpose(axes))
+
+
+@transpose_p.def_vjp
+def _transpose_vjp(cts, x, *, results, needs, axes):
+    return (bind(transpose_p, cts[0], axes=tuple(int(a) for a in np.argsort(axes))),)
+
+
 def _transpose(x, *, axes):
-    inverse = tuple(np.argsort(axes))
-    return contig(x.transpose(axes)), lambda g: (contig(np.transpose(g, inverse)),)
+    return bind(transpose_p, x, axes=axes)
 
 
 def transpose(x, axes=None):
@@ -86,10 +114,25 @@ def swapaxes(x, axis1, axis2):
     return transpose(x, tuple(order))
 
 
-@primitive(name="broadcast_to")
+# Not a view: the materialised array is written into the output (kernels must never
+# get NumPy's read-only broadcast views).
+broadcast_to_p = Primitive("broadcast_to")
+broadcast_to_p.saves = ((), ())
+broadcast_to_p.def_abstract(lambda x, *, shape: aval(shape, x.dtype))
+
+
+@broadcast_to_p.def_impl
+def _broadcast_to_impl(x, *, out, shape):
+    np.copyto(out[0], np.broadcast_to(x, shape))
+
+
+@broadcast_to_p.def_vjp
+def _broadcast_to_vjp(cts, x, *, results, needs, shape):
+    return (sum_to_shape(cts[0], x.shape),)
+
+
 def _broadcast_to(x, *, shape):
-    src = x.shape
-    return materialize(x, shape), lambda g: (sum_to_shape(contig(g), src),)
+    return bind(broadcast_to_p, x, shape=shape)
 
 
 def broadcast_to(x, shape):
@@ -134,11 +177,31 @@ def _as_sequence(arrays, opname):
     return [convert(a, dtype, opname) for a in arrays]
 
 
-@primitive(name="concatenate")
+concatenate_p = Primitive("concatenate")
+concatenate_p.saves = ((), ())
+
+
+@concatenate_p.def_abstract
+def _concatenate_abstract(*arrays, axis):
+    shape = list(arrays[0].shape)
+    shape[axis] = sum(a.shape[axis] for a in arrays)
+    return aval(shape, arrays[0].dtype)
+
+
+@concatenate_p.def_impl
+def _concatenate_impl(*arrays, out, axis):
+    np.concatenate(arrays, axis=axis, out=out[0])
+
+
+@concatenate_p.def_vjp
+def _concatenate_vjp(cts, *arrays, results, needs, axis):
+    bounds = tuple(int(b) for b in np.cumsum([a.shape[axis] for a in arrays])[:-1])
+    pieces = bind(split_p, cts[0], bounds=bounds, axis=axis)
+    return tuple(p if need else None for p, need in zip(pieces, needs))
+
+
 def _concatenate(*arrays, axis):
-    bounds = np.cumsum([a.shape[axis] for a in arrays])[:-1]
-    out = np.concatenate(arrays, axis=axis)
-    return out, lambda g: tuple(contig(p) for p in np.split(g, bounds, axis=axis))
+    return bind(concatenate_p, *arrays, axis=axis)
 
 
 def concatenate(arrays, axis=0):
@@ -168,15 +231,67 @@ def stack(arrays, axis=0):
     return concatenate([expand_dims(a, axis) for a in arrays], axis=axis)
 
 
-@primitive(name="split")
-def _split(x, *, bounds, axis):
-    pieces = tuple(contig(p) for p in np.split(x, bounds, axis=axis))
-    shapes = [p.shape for p in pieces]
+def _split_slices(n: int, bounds) -> list:
+    """The slices np.split(x, bounds) takes along an axis of length ``n``."""
+    edges = (0,) + tuple(bounds) + (n,)
+    return [slice(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
 
-    def vjp(gs):
-        gs = [np.zeros(s, x.dtype) if g is None else g for g, s in zip(gs, shapes)]
-        return (np.concatenate(gs, axis=axis),)
-    return pieces, vjp
+
+def _split_shapes(shape, bounds, axis) -> list:
+    shapes = []
+    for piece in _split_slices(shape[axis], bounds):
+        s = list(shape)
+        s[axis] = len(range(*piece.indices(shape[axis])))
+        shapes.append(tuple(s))
+    return shapes
+
+
+split_p = Primitive("split", multiple_results=True)
+split_p.saves = ((), ())
+split_bwd_p = Primitive("split_bwd")
+
+
+@split_p.def_abstract
+def _split_abstract(x, *, bounds, axis):
+    return tuple(aval(s, x.dtype) for s in _split_shapes(x.shape, bounds, axis))
+
+
+@split_p.def_impl
+def _split_impl(x, *, out, bounds, axis):
+    lead = (slice(None),) * axis
+    for piece, o in zip(_split_slices(x.shape[axis], bounds), out):
+        np.copyto(o, x[lead + (piece,)])
+
+
+@split_p.def_vjp
+def _split_vjp(cts, x, *, results, needs, bounds, axis):
+    return (bind(split_bwd_p, *cts, shape=x.shape, dtype=np.dtype(x.dtype), bounds=bounds,
+                 axis=axis),)
+
+
+split_bwd_p.def_abstract(lambda *gs, shape, dtype, bounds, axis: aval(shape, dtype))
+
+
+@split_bwd_p.def_impl
+def _split_bwd_impl(*gs, out, shape, dtype, bounds, axis):
+    """The pieces' cotangents written back into place (zeros where a piece got none).
+
+    Decreasing split indices make pieces overlap (np.split allows them): then the
+    overlapping cotangents are summed."""
+    lead = (slice(None),) * axis
+    overlap = any(b < a for a, b in zip(bounds[:-1], bounds[1:]))
+    if overlap:
+        out[0].fill(0)
+    for piece, g in zip(_split_slices(shape[axis], bounds), gs):
+        where = lead + (piece,)
+        if overlap and g is not None:
+            out[0][where] += g
+        elif not overlap:
+            out[0][where] = 0 if g is None else g
+
+
+def _split(x, *, bounds, axis):
+    return bind(split_p, x, bounds=bounds, axis=axis)
 
 
 def split(x, indices_or_sections, axis=0):
@@ -207,12 +322,42 @@ def _split_index(i: int, n: int) -> int:
     return min(max(i, 0), n)
 
 
-@primitive(name="pad")
+def _inner(shape, widths) -> tuple:
+    """The slices of a padded array of (unpadded) ``shape`` that hold the original."""
+    return tuple(slice(a, a + n) for n, (a, _) in zip(shape, widths))
+
+
+pad_p = Primitive("pad")
+pad_p.saves = ((), ())
+crop_p = Primitive("pad_bwd")  # the VJP of pad: the inner block of the cotangent
+
+
+@pad_p.def_abstract
+def _pad_abstract(x, *, widths, value):
+    return aval(tuple(n + a + b for n, (a, b) in zip(x.shape, widths)), x.dtype)
+
+
+@pad_p.def_impl
+def _pad_impl(x, *, out, widths, value):
+    out[0].fill(value)
+    out[0][_inner(x.shape, widths)] = x
+
+
+@pad_p.def_vjp
+def _pad_vjp(cts, x, *, results, needs, widths, value):
+    return (bind(crop_p, cts[0], shape=x.shape, widths=widths),)
+
+
+crop_p.def_abstract(lambda g, *, shape, widths: aval(shape, g.dtype))
+
+
+@crop_p.def_impl
+def _crop_impl(g, *, out, shape, widths):
+    np.copyto(out[0], g[_inner(shape, widths)])
+
+
 def _pad(x, *, widths, value):
-    out = np.full(tuple(n + a + b for n, (a, b) in zip(x.shape, widths)), value, x.dtype)
-    inner = tuple(slice(a, a + n) for n, (a, _) in zip(x.shape, widths))
-    out[inner] = x
-    return out, lambda g: (contig(g[inner]),)
+    return bind(pad_p, x, widths=widths, value=value)
 
 
 def pad(x, pad_width, mode="constant", constant_values=0.0):
@@ -230,4 +375,5 @@ def pad(x, pad_width, mode="constant", constant_values=0.0):
     if not isinstance(constant_values, (int, float)) or isinstance(constant_values, bool):
         raise TypeError(err("pad", f"constant_values must be a number, got {constant_values!r}"))
     widths = tuple((int(a), int(b)) for a, b in widths)
+    check_alloc("lucid.numpy.pad", [n + a + b for n, (a, b) in zip(x.shape, widths)], x.dtype)
     return _pad(x, widths=widths, value=float(constant_values))

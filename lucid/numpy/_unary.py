@@ -33,6 +33,7 @@ def flat_primitive(name: str, family: str, kernel: str, n_results: int = 1) -> P
     The backward kernels of elementwise ops are such primitives (no VJP of their own).
     """
     prim = Primitive(name, multiple_results=n_results > 1)
+    prim.inplace_ok = True  # elementwise: an output may overwrite a same-shape input
     fam = kernels(family)
 
     @prim.def_abstract
