@@ -12,10 +12,8 @@ have no VJP rule of their own, and differentiating one raises a clear error.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
-import threading
 
 import numpy as np
 
@@ -267,10 +265,10 @@ def _unbox(x, trace):
 
 def _as_primal(leaf, fname):
     """Python and NumPy float scalars are differentiable inputs (as in JAX)."""
+    if isinstance(leaf, np.floating):  # before float: np.float64 is a float subclass
+        return np.asarray(leaf) if leaf.dtype.type in _FLOAT else leaf
     if isinstance(leaf, float):
-        return np.asarray(leaf, np.float32)
-    if isinstance(leaf, np.floating) and leaf.dtype.type in _FLOAT:
-        return np.asarray(leaf)
+        return np.asarray(leaf, np.float32)  # weak, as in JAX: float32
     return leaf
 
 
@@ -396,167 +394,5 @@ def _cast(g, dtype):
     return g.astype(dtype)
 
 
-_hooks = threading.local()
-
-
-def _hook_reporter(boxed, where):
-    """(on_final, finish) calling the active grad-ready hook, or (None, no-op)."""
-    hook = getattr(_hooks, "grad_ready", None)
-    if hook is None:
-        return None, lambda: None
-    reported = set()
-    leaves = [_tree.leaves(b, is_leaf=lambda x: isinstance(x, Tracer)) for b in boxed]
-
-    def on_final(node, ct):
-        reported.add(node)
-        pos, index = where[node]
-        like = _find_leaf(leaves[pos], node)
-        g = _zeros(like.primal) if ct is None else _cast(ct, like.dtype)
-        if isinstance(g, Tracer):  # inside lucid.jit: an effect of the compiled program
-            from ._jit import host_callback
-            host_callback(hook, g, args=(pos, index))
-        else:
-            hook(pos, index, g)
-
-    def finish():  # inputs no output depends on: zero gradients, reported last
-        for node in sorted(where.keys() - reported, key=lambda n: n.id):
-            on_final(node, None)
-    return on_final, finish
-
-
-def _find_leaf(leaves, node):
-    for leaf in leaves:
-        if isinstance(leaf, GradTracer) and leaf.node is node:
-            return leaf
-    raise RuntimeError("lucid internal error: differentiated input not found")
-
-
-@contextlib.contextmanager
-def grad_ready_hook(fn):
-    """Within this context, every ``vjp``/``grad`` backward pass on this thread calls
-    ``fn(argument_position, leaf_index, gradient)`` once per differentiated leaf, as soon as
-    that leaf's gradient is final (before the rest of the backward has run).
-
-    ``argument_position`` counts the differentiated arguments (0 for ``argnums=0``);
-    ``leaf_index`` is the leaf's position in ``lucid.tree.leaves`` of that argument. ``fn``
-    must copy what it keeps and not modify the gradient in place. This is the seam that
-    ``lucid.distributed`` uses to overlap its gradient all-reduce with the backward.
-    Inside ``lucid.jit`` the hook runs when the compiled program has produced the
-    gradient (an effect of the program, in program order).
-    """
-    previous = getattr(_hooks, "grad_ready", None)
-    _hooks.grad_ready = fn
-    try:
-        yield
-    finally:
-        _hooks.grad_ready = previous
-
-
-def active_grad_hook():
-    """The grad-ready hook active on this thread, or None (part of lucid.jit's cache key)."""
-    return getattr(_hooks, "grad_ready", None)
-
-
-# ----------------------------------------------------------------------------- grad
-
-def _check_argnums(argnums, fname):
-    if isinstance(argnums, (bool, np.bool_)):
-        raise TypeError(f"lucid.{fname}: argnums must be an int or a tuple of ints, got {argnums!r}")
-    if isinstance(argnums, (int, np.integer)):
-        return (int(argnums),), True
-    if isinstance(argnums, (tuple, list)) and argnums and all(
-            isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
-            for a in argnums):
-        return tuple(int(a) for a in argnums), False
-    raise TypeError(f"lucid.{fname}: argnums must be an int or a non-empty tuple of ints, "
-                    f"got {argnums!r}")
-
-
-def _check_differentiable_arg(arg, position, fname):
-    """JAX refuses integer and boolean arguments to grad; so does lucid (a clear error
-    instead of a silent None or zero)."""
-    if isinstance(arg, (bool, np.bool_, int, np.integer)) or (
-            isinstance(arg, (np.ndarray, Tracer)) and arg.dtype.kind in "biu"):
-        dtype = getattr(arg, "dtype", type(arg).__name__)
-        raise TypeError(f"lucid.{fname}: argument {position} is differentiated (argnums) but has "
-                        f"integer/bool type {dtype}; grad needs float32/float64 inputs. Cast it "
-                        "(x.astype(np.float32)) or leave it out of argnums.")
-
-
-def value_and_grad(f, argnums=0, has_aux: bool = False):
-    """Create a function returning ``f``'s value and its gradient w.r.t. ``argnums``.
-
-    Args:
-      f: a function returning a scalar (0-d float array), or ``(scalar, aux)`` with has_aux.
-      argnums: which positional argument(s) to differentiate (int or tuple of ints; a
-        repeated position gets its gradient repeated, as in JAX).
-      has_aux: whether ``f`` returns ``(value, aux)``.
-    Returns:
-      a function returning ``(value, grads)`` or ``((value, aux), grads)``; ``grads`` is
-      shaped like the argument (a tuple of such when ``argnums`` is a tuple).
-    """
-    nums, single = _check_argnums(argnums, "value_and_grad")
-    if not callable(f):
-        raise TypeError(f"lucid.value_and_grad: expected a callable, got {type(f).__name__}")
-
-    @functools.wraps(f)
-    def wrapped(*args, **kwargs):
-        for a in nums:
-            if not -len(args) <= a < len(args):
-                raise ValueError(f"lucid.grad: argnums={argnums} is out of range for a call with "
-                                 f"{len(args)} positional argument(s)")
-        idx = [a % len(args) for a in nums]
-        unique = list(dict.fromkeys(idx))
-        for i in unique:
-            _check_differentiable_arg(args[i], i, "grad")
-
-        def partial_f(*diff):
-            full = list(args)
-            for i, d in zip(unique, diff):
-                full[i] = d
-            return f(*full, **kwargs)
-
-        res = vjp(partial_f, *[args[i] for i in unique], has_aux=has_aux)
-        out, vjp_fn = res[0], res[1]
-        value = _check_scalar(out)
-        seed = np.ones((), value.dtype) if not isinstance(value, Tracer) else _ones_like(value)
-        grads = vjp_fn(seed, _free=True)
-        by_position = dict(zip(unique, grads))
-        grads = tuple(by_position[i] for i in idx)
-        value_out = (value, res[2]) if has_aux else value
-        return value_out, (grads[0] if single else grads)
-
-    return wrapped
-
-
-def _ones_like(t):
-    from .numpy import ones_like
-    return ones_like(t)
-
-
-def _check_scalar(out):
-    if isinstance(out, (float, int)) and not isinstance(out, bool):
-        out = np.asarray(out, np.float32)
-    ok = isinstance(out, (np.ndarray, Tracer)) and out.shape == () and out.dtype.type in _FLOAT
-    if not ok:
-        got = (f"array of shape {tuple(out.shape)} and dtype {out.dtype}"
-               if isinstance(out, (np.ndarray, Tracer)) else type(out).__name__)
-        raise TypeError(f"lucid.grad: the function must return a scalar float (a 0-d float32/"
-                        f"float64 array, e.g. from lucid.numpy.mean), got {got}")
-    return out
-
-
-def grad(f, argnums=0, has_aux: bool = False):
-    """Create a function returning the gradient of scalar ``f`` w.r.t. ``argnums``.
-
-    Returns:
-      ``grads`` or ``(grads, aux)`` with has_aux (JAX semantics).
-    """
-    vg = value_and_grad(f, argnums, has_aux)
-
-    @functools.wraps(f)
-    def wrapped(*args, **kwargs):
-        value, grads = vg(*args, **kwargs)
-        return (grads, value[1]) if has_aux else grads
-
-    return wrapped
+from ._grad_hooks import _hook_reporter, active_grad_hook, grad_ready_hook  # noqa: E402,F401
+from ._grad import grad, value_and_grad  # noqa: E402

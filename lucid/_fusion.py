@@ -7,7 +7,9 @@ compute the same roundings in one pass over memory instead of one pass per op:
 * ``gelu(linear(x, w, b))`` -> ``bias_gelu(linear(x, w), b)`` (the bias add joins the
   GELU pass over the MLP's widest activation);
 * ``s + y * gamma`` -> ``scale_residual(s, y, gamma)`` (layer scale + residual add), and
-  when ``y = linear(h, w, b)`` -> ``bias_scale_residual(s, linear(h, w), gamma, b)``.
+  when ``y = linear(h, w, b)`` -> ``bias_scale_residual(s, linear(h, w), gamma, b)``;
+* in inference, eval-mode BatchNorm folded into the conv or linear next to it
+  (lucid/_fold_bn.py).
 
 A chain is fused only when its intermediate values are read by nothing else (not by
 another equation, not as a program output), so no value the program needs disappears.
@@ -41,7 +43,7 @@ class _Uses:
 
 def _prim(name):
     """The primitive registered under ``name`` (imported lazily: lucid.nn imports us)."""
-    from .nn import _activation, _fused, _linear  # noqa: F401 - registers the primitives
+    from .nn import _activation, _fused
     table = {
         "nn.functional.bias_gelu": _activation.bias_gelu_p,
         "nn.functional.scale_residual": _fused.scale_residual_p,
@@ -68,7 +70,7 @@ def _fuse_bias_gelu(program, uses, i, e, replaced):
     if lin.prim.name != "nn.functional.linear" or lin.inputs[2] is None:
         return False
     b = lin.inputs[2]
-    if b.aval.shape != (v.aval.shape[-1],):
+    if len(v.aval.shape) < 1 or b.aval.shape != (v.aval.shape[-1],):
         return False
     h = Var(aval(v.aval.shape, v.aval.dtype))
     replaced[j] = [_linear_without_bias(lin, h)]
@@ -82,7 +84,7 @@ def _scaled_branch(program, uses, t, i):
     if j is None or not uses.only_reader(t, i):
         return None
     mul = program.eqns[j]
-    if mul.prim.name != "multiply":
+    if mul.prim.name != "multiply" or len(t.aval.shape) < 1:
         return None
     a, b = mul.inputs
     for y, gamma in ((a, b), (b, a)):
@@ -128,14 +130,18 @@ def _fuse_scale_residual(program, uses, i, e, replaced):
 FUSIONS = (_fuse_bias_gelu, _fuse_scale_residual)
 
 
-def fuse(program: Program) -> Program:
-    """Apply every rewrite in :data:`FUSIONS` once over the program."""
+def fuse(program: Program, fold_batch_norm: bool = False) -> Program:
+    """Apply every rewrite in :data:`FUSIONS` once over the program; with
+    ``fold_batch_norm`` (whole programs, not the sub-programs a grad differentiates) also
+    fold eval-mode BatchNorm into its neighbouring layer (lucid/_fold_bn.py)."""
+    from ._fold_bn import FOLDS
+    rules = FUSIONS + (FOLDS if fold_batch_norm else ())
     uses = _Uses(program)
     replaced: dict = {}   # equation index -> the equations that take its place
     for i, e in enumerate(program.eqns):
         if i in replaced:
             continue
-        for rule in FUSIONS:
+        for rule in rules:
             if rule(program, uses, i, e, replaced):
                 break
     if not replaced:

@@ -10,7 +10,6 @@ tracing (``grad`` of a jitted function, ``jit`` inside ``jit``) the function is 
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 
 import numpy as np

@@ -3,7 +3,8 @@
 * :func:`dce` drops equations whose outputs nothing reads (the residuals a forward
   computes for a backward that is not taken, the cotangents of constants), keeping
   effects (host callbacks).
-* fusion passes (``lucid._fusion``) rewrite memory-bound chains into fused primitives.
+* fusion passes (``lucid._fusion``) rewrite memory-bound chains into fused primitives;
+* :func:`lucid._remat.rematerialize` recomputes cheap activations late instead of keeping them.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def dce(program: Program) -> Program:
 
 
 def optimize(program: Program) -> Program:
-    """DCE, then the fusion rewrites, then DCE of what they made dead."""
+    """DCE, the fusion rewrites, DCE of what they made dead, then rematerialisation of
+    cheap activations a backward would otherwise keep alive (lucid/_remat.py)."""
     from ._fusion import fuse
-    return dce(fuse(dce(program)))
+    from ._remat import rematerialize
+    return rematerialize(dce(fuse(dce(program), fold_batch_norm=True)))

@@ -219,8 +219,12 @@ class Executable:
             env[s] = view
         for s, av in self.fresh:
             env[s] = allocate(av, self.backend)
-        for s, i in self.donate:
-            env[s] = _donated_buffer(arrays[i], self.program.inputs[i].aval, self.backend)
+        if self.donate:
+            shared = _shared_with_others(arrays, {i for _, i in self.donate})
+            for s, i in self.donate:
+                av = self.program.inputs[i].aval
+                env[s] = (allocate(av, self.backend) if i in shared
+                          else _donated_buffer(arrays[i], av, self.backend))
         for impl, ins, outs, params, view in self.steps:
             args = [None if k is None else env[k] for k in ins]
             if view:
@@ -242,6 +246,21 @@ class Executable:
 def _carve(arena, off, a):
     n = max(a.nbytes, 0)
     return arena[off:off + n].view(a.dtype).reshape(a.shape)
+
+
+def _root(a):
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return id(a)
+
+
+def _shared_with_others(arrays, donated) -> set:
+    """Donated inputs whose memory another input also uses (the same array passed twice,
+    or views of one buffer): writing into them would change what the program reads."""
+    roots: dict = {}
+    for i, a in enumerate(arrays):
+        roots.setdefault(_root(a), []).append(i)
+    return {i for i in donated if len(roots[_root(arrays[i])]) > 1}
 
 
 def _donated_buffer(arr, a, backend):

@@ -7,7 +7,12 @@ the safetensors metadata as JSON. The optimizer state is restored into the struc
 ``optimizer.init(params)`` builds, so its treedef never needs pickling.
 
 Writes are atomic (temporary file, fsync, rename): an interrupted save leaves the
-previous checkpoint readable.
+previous checkpoint readable, a failed one (disk full, read-only directory) raises an
+``OSError`` naming the file and keeps it too, and temporary files of killed saves are
+removed by the next save (:mod:`lucid._atomic`). Reading goes through
+:func:`lucid.io.read_safetensors` (regular files only, bounded memory); a truncated,
+tampered or inconsistent checkpoint raises :class:`CheckpointError` (a ValueError)
+naming the file and what was wrong.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import os
 import numpy as np
 
 from . import tree
-from .io import atomic_write
+from .io import atomic_write, read_safetensors
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
@@ -57,7 +62,7 @@ def save_checkpoint(path, *, params, state, opt_state, meta: dict) -> None:
         tensors[f"opt/{i}"] = _c_array(leaf)
     blob = st_save(tensors, metadata={"format": _FORMAT, "meta": json.dumps(meta)})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_write(path) as f:
+    with atomic_write(path) as f:  # OSError naming path on failure; the old file stays
         f.write(blob)
 
 
@@ -68,27 +73,51 @@ def load_checkpoint(path):
       ``(flat_params, flat_state, opt_leaves, meta)``: flat dicts keyed by timm key,
       the optimizer-state leaves in flatten order, and the metadata dict.
     """
-    from safetensors import safe_open
-
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!s} does not exist")
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad checkpoint
+        arrays, header = read_safetensors(str(path))
+    except (ValueError, OSError) as e:
         raise CheckpointError(f"checkpoint {path!s} is not a readable lucid checkpoint "
                               f"(truncated or not safetensors): {e}") from e
     if header.get("format") != _FORMAT:
         raise CheckpointError(f"{path!s} is a safetensors file but not a lucid training checkpoint "
                               f"(format {header.get('format')!r}); for plain weights use --weights")
-    meta = json.loads(header["meta"])
+    meta = _meta(path, header.get("meta"))
     split = {"params": {}, "state": {}, "opt": {}}
     for k, v in arrays.items():
         prefix, _, name = k.partition("/")
+        if prefix not in split or not name:
+            raise CheckpointError(f"checkpoint {path!s} has an unexpected entry {k!r}; expected "
+                                  "'params/...', 'state/...' or 'opt/<index>'")
         split[prefix][name] = v
-    opt = [split["opt"][str(i)] for i in range(len(split["opt"]))]
+    n_opt = len(split["opt"])
+    if set(split["opt"]) != {str(i) for i in range(n_opt)}:
+        raise CheckpointError(f"checkpoint {path!s}: optimizer entries must be opt/0 .. "
+                              f"opt/{n_opt - 1}, got {sorted(split['opt'])[:5]}")
+    opt = [split["opt"][str(i)] for i in range(n_opt)]
     return split["params"], split["state"], opt, meta
+
+
+_META_INTS = ("step", "epoch", "batch")
+
+
+def _meta(path, text) -> dict:
+    """The run metadata, checked: a JSON object with a ``config`` object and
+    non-negative integer ``step``, ``epoch`` and ``batch`` where present."""
+    try:
+        meta = json.loads(text) if isinstance(text, str) else None
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path!s}: its metadata is not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("config", {}), dict):
+        raise CheckpointError(f"checkpoint {path!s}: expected metadata with a 'config' object, "
+                              f"got {type(meta).__name__}")
+    for key in _META_INTS:
+        v = meta.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"checkpoint {path!s}: metadata {key!r} must be a "
+                                  f"non-negative int, got {v!r}")
+    return meta
 
 
 def restore_tree(template, flat: dict, what: str):
@@ -104,7 +133,15 @@ def restore_tree(template, flat: dict, what: str):
         if np.shape(value) != np.shape(leaf):
             raise CheckpointError(f"checkpoint {what} entry {key!r} has shape {np.shape(value)}, "
                                   f"the model expects {np.shape(leaf)}")
+        if np.asarray(value).dtype != np.asarray(leaf).dtype:
+            raise CheckpointError(f"checkpoint {what} entry {key!r} has dtype "
+                                  f"{np.asarray(value).dtype}, the model expects "
+                                  f"{np.asarray(leaf).dtype}")
         leaves.append(value)
+    extra = sorted(set(flat) - {tree.path_str(p) for p, _ in pairs})
+    if extra:
+        raise CheckpointError(f"checkpoint has {what} entries the model does not have: "
+                              f"{extra[:5]}: it was written for a different model configuration")
     return treedef.unflatten(leaves)
 
 

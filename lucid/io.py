@@ -6,21 +6,29 @@
 code from the file: a restricted unpickler resolves only the globals a state dict needs and
 refuses anything else with :class:`UnsafeCheckpointError`.  Written ``.pth`` files load with
 ``torch.load(path, weights_only=True)``.  Every save is atomic (see :func:`atomic_write`).
+
+Loading never uses memory out of proportion to the file or to the tensors it declares,
+and never blocks: see :mod:`lucid._safe_files` for the rules (regular files only,
+declared sizes checked before reading, streamed zip members). Overlapping ``.pth``
+tensors (stride 0, or more bytes copied from one storage than it holds) come back as
+read-only views into their storage instead of being expanded.
 """
 from __future__ import annotations
 
 import collections
 import collections.abc
-import contextlib
 import io
+import json
 import os
 import pickle
-import struct
-import tempfile
 import zipfile
-from typing import Any, Callable, Dict, Iterator, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple
 
 import numpy as np
+
+from ._atomic import atomic_write
+from ._pth_writer import _STORAGE_DTYPES, _global, _pk, _write_pth  # noqa: F401 (tests)
+from ._safe_files import load_npz, open_regular, read_member
 
 __all__ = ["load", "save", "atomic_write", "UnsafeCheckpointError", "SUPPORTED_EXTENSIONS"]
 
@@ -29,9 +37,6 @@ _UNWRAP_KEYS = ("state_dict", "model_state_dict", "model")
 _LEGACY = ("legacy (pre-1.6, non-zip) PyTorch checkpoints are not supported, only the zip "
            "format is; re-save it with torch>=1.6 torch.save()")
 _NOT_ZIP = "not a PyTorch zip checkpoint (corrupt, truncated or another format)"
-_ALIGN = 64  # storage alignment inside .pth archives, as torch.save uses
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class UnsafeCheckpointError(ValueError):
@@ -40,59 +45,6 @@ class UnsafeCheckpointError(ValueError):
 
 class _FormatError(ValueError):
     """A corrupt or unsupported .pth file; the message names the path."""
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode: str = "wb") -> Iterator[Any]:
-    """Write ``path`` atomically: all of the new content or none of it.
-
-    The data goes to a temporary file in the same directory, which is flushed,
-    fsynced and ``os.replace``d onto ``path``.  On any exception the temporary
-    file is removed and an existing ``path`` is left untouched.
-
-    Args:
-        path: destination file.
-        mode: ``"wb"`` (binary) or ``"w"`` (UTF-8 text).
-
-    Returns:
-        A context manager yielding the open temporary file.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_write: mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
-    prefix = f".{os.path.basename(path)[:64]}."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _target_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _target_mode(path: str) -> int:
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_UMASK
-
-
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load(path) -> Dict[str, np.ndarray]:
@@ -112,7 +64,7 @@ def load(path) -> Dict[str, np.ndarray]:
         raise FileNotFoundError(f"no such file: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, expected a {ext} file")
-    return {".safetensors": _load_safetensors, ".npz": _load_npz}.get(ext, _load_pth)(path)
+    return {".safetensors": _load_safetensors, ".npz": load_npz}.get(ext, _load_pth)(path)
 
 
 def save(path, tensors: Dict[str, np.ndarray]) -> None:
@@ -155,27 +107,29 @@ def _check_tensors(tensors) -> Dict[str, np.ndarray]:
     return out
 
 
-def _load_safetensors(path: str) -> Dict[str, np.ndarray]:
+def read_safetensors(path: str):
+    """``(arrays, metadata)`` of a safetensors file, read from the checked regular file.
+
+    The file's own bytes are parsed (the safetensors library checks every offset and
+    its 100 MB header cap), so memory is about twice the file size.
+    """
     import safetensors.numpy
 
+    f, size = open_regular(path)
+    with f:
+        data = f.read(size)
     try:
-        return dict(safetensors.numpy.load_file(path))
+        arrays = dict(safetensors.numpy.load(data))
+        n = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8:8 + n]).get("__metadata__") or {}
     except Exception as e:  # SafetensorError is not exported under a stable name
         raise ValueError(f"{path}: corrupt or unreadable safetensors file "
                          f"({type(e).__name__}: {e})") from e
+    return arrays, meta
 
 
-def _load_npz(path: str) -> Dict[str, np.ndarray]:
-    errors = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
-    try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError("expected an .npz archive, found a single .npy array")
-        with npz:
-            return {key: npz[key] for key in npz.files}
-    except errors as e:
-        raise ValueError(f"{path}: corrupt or unreadable .npz file "
-                         f"({type(e).__name__}: {e})") from e
+def _load_safetensors(path: str) -> Dict[str, np.ndarray]:
+    return read_safetensors(path)[0]
 
 
 def _write_safetensors(f, arrays: Dict[str, np.ndarray], path: str) -> None:
@@ -209,15 +163,13 @@ class _SafeGlobal(NamedTuple):  # immutable stand-in for an allowed torch functi
         return self.fn(*args)
 
 
-_STORAGE_DTYPES = {  # torch storage class -> numpy dtype (bfloat16 read as raw bits)
-    "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "u2",
-    "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
-    "ByteStorage": "u1", "BoolStorage": "?", "ComplexFloatStorage": "c8",
-    "ComplexDoubleStorage": "c16"}
-_DTYPE_TO_STORAGE = {np.dtype(v): k for k, v in _STORAGE_DTYPES.items() if k != "BFloat16Storage"}
 
 
-def _rebuild_tensor_v2(storage, offset, size, stride, *_):  # *_: requires_grad, hooks, metadata
+def _rebuild_tensor_v2(storage, offset, size, stride, *_, copied=None):
+    """The tensor as a C-contiguous copy, or as a read-only view of ``storage`` when it
+    overlaps itself (stride 0, ...) or when copying it would take the elements copied out
+    of this storage (``copied``: id(storage) -> count) past the storage's size: so a
+    526-byte file cannot declare gigabytes of repeated data. (*_: requires_grad, hooks.)"""
     if not isinstance(storage, np.ndarray) or storage.ndim != 1:
         raise ValueError(f"tensor storage is not a persistent storage: {type(storage).__name__}")
     offset, size, stride = int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
@@ -227,10 +179,26 @@ def _rebuild_tensor_v2(storage, offset, size, stride, *_):  # *_: requires_grad,
         return np.empty(size, storage.dtype)
     if offset + sum((n - 1) * s for n, s in zip(size, stride)) >= storage.size:
         raise ValueError(f"tensor of size {size} stride {stride} offset {offset} "
-                           f"overruns its storage of {storage.size} elements")
+                         f"overruns its storage of {storage.size} elements")
     strides = [s * storage.itemsize for s in stride]
     view = np.lib.stride_tricks.as_strided(storage[offset:], size, strides, writeable=False)
+    copied = {} if copied is None else copied
+    total = copied.get(id(storage), 0) + view.size
+    if _overlaps(size, stride) or total > storage.size:
+        return view
+    copied[id(storage)] = total
     return np.array(view, order="C", copy=True)
+
+
+def _overlaps(size, stride) -> bool:
+    """True unless the strides provably address distinct elements (each dimension's
+    stride, in increasing order, steps over the whole extent of the smaller ones)."""
+    extent = 0
+    for n, s in sorted((d for d in zip(size, stride) if d[0] > 1), key=lambda d: d[1]):
+        if s <= extent:
+            return True
+        extent += (n - 1) * s
+    return False
 
 
 _ALLOWED_GLOBALS: Dict[tuple, Any] = {
@@ -245,12 +213,17 @@ _ALLOWED_GLOBALS: Dict[tuple, Any] = {
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler for torch's data.pkl that never imports or calls foreign code."""
 
-    def __init__(self, data: bytes, zf: zipfile.ZipFile, prefix: str, byteorder: str, path: str):
+    def __init__(self, data: bytes, zf: zipfile.ZipFile, prefix: str, byteorder: str, path: str,
+                 file_size: int):
         super().__init__(io.BytesIO(data))
         self._zf, self._prefix, self._byteorder, self._path = zf, prefix, byteorder, path
+        self._file_size = file_size
         self._storages: Dict[str, np.ndarray] = {}
+        self._copied: Dict[int, int] = {}  # id(storage) -> elements copied out of it
 
     def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _SafeGlobal(name, lambda *a: _rebuild_tensor_v2(*a, copied=self._copied))
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
@@ -269,49 +242,57 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def _read_storage(self, stype: _StorageType, key: str, numel: int) -> np.ndarray:
         dtype = stype.dtype.newbyteorder("<" if self._byteorder == "little" else ">")
-        raw = _read_member(self._zf, f"{self._prefix}data/{key}", self._path)
-        if len(raw) < numel * dtype.itemsize:
+        if numel < 0:
+            raise _FormatError(f"{self._path}: storage data/{key} declares {numel} elements")
+        need = numel * dtype.itemsize  # read at most this: never the whole member blindly
+        raw = _read_member(self._zf, f"{self._prefix}data/{key}", self._path, self._file_size,
+                           need)
+        if len(raw) < need:
             raise _FormatError(f"{self._path}: storage data/{key} is truncated "
-                               f"({len(raw)} bytes, expected {numel * dtype.itemsize})")
+                               f"({len(raw)} bytes, expected {need})")
         arr = np.frombuffer(raw, dtype=dtype, count=numel).astype(stype.dtype, copy=False)
         if stype.name == "BFloat16Storage":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         return arr
 
 
-def _read_member(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
+def _read_member(zf: zipfile.ZipFile, name: str, path: str, file_size: int,
+                 limit: int | None = None) -> bytes:
     try:
-        return zf.read(name)
-    except KeyError:
-        raise _FormatError(f"{path}: corrupt checkpoint, member {name!r} is missing") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-        raise _FormatError(f"{path}: corrupt checkpoint, cannot read {name!r} "
-                           f"({type(e).__name__}: {e})") from e
+        return read_member(zf, name, path, file_size, limit)
+    except ValueError as e:  # already names the path and what was wrong
+        raise _FormatError(str(e)) from e
 
 
 def _load_pth(path: str) -> Dict[str, np.ndarray]:
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        with open(path, "rb") as f:
-            legacy = f.read(1) == b"\x80"  # pickle PROTO: torch's pre-1.6 format
-        raise ValueError(f"{path}: " + (_LEGACY if legacy else _NOT_ZIP)) from e
-    with zf:
-        prefix = _pickle_prefix(zf, path)
-        byteorder = "little"
-        if prefix + "byteorder" in zf.namelist():
-            byteorder = _read_member(zf, prefix + "byteorder", path).decode("latin-1").strip()
-        if byteorder not in ("little", "big"):
-            raise ValueError(f"{path}: unknown byteorder record {byteorder!r}")
-        data = _read_member(zf, prefix + "data.pkl", path)
+    f, size = open_regular(path)
+    with f:
         try:
-            obj = _RestrictedUnpickler(data, zf, prefix, byteorder, path).load()
-        except (UnsafeCheckpointError, _FormatError):
-            raise
-        except Exception as e:
-            raise ValueError(f"{path}: corrupt or unsupported data.pkl "
-                             f"({type(e).__name__}: {e})") from e
-    return _to_state_dict(obj, path)
+            zf = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            f.seek(0)
+            legacy = f.read(1) == b"\x80"  # pickle PROTO: torch's pre-1.6 format
+            raise ValueError(f"{path}: " + (_LEGACY if legacy else _NOT_ZIP)) from e
+        with zf:
+            return _to_state_dict(_unpickle(zf, path, size), path)
+
+
+def _unpickle(zf: zipfile.ZipFile, path: str, size: int):
+    prefix = _pickle_prefix(zf, path)
+    byteorder = "little"
+    if prefix + "byteorder" in zf.namelist():
+        byteorder = _read_member(zf, prefix + "byteorder", path, size, 16).decode(
+            "latin-1").strip()
+    if byteorder not in ("little", "big"):
+        raise ValueError(f"{path}: unknown byteorder record {byteorder!r}")
+    data = _read_member(zf, prefix + "data.pkl", path, size)
+    try:
+        return _RestrictedUnpickler(data, zf, prefix, byteorder, path, size).load()
+    except (UnsafeCheckpointError, _FormatError):
+        raise
+    except Exception as e:
+        raise ValueError(f"{path}: corrupt or unsupported data.pkl "
+                         f"({type(e).__name__}: {e})") from e
 
 
 def _pickle_prefix(zf: zipfile.ZipFile, path: str) -> str:
@@ -335,17 +316,23 @@ def _to_state_dict(obj, path: str) -> Dict[str, np.ndarray]:
             break
     out: Dict[str, np.ndarray] = {}
     try:
-        _flatten(obj, "", out, path)
+        _flatten(obj, "", out, path, set())
     except RecursionError as e:
         raise ValueError(f"{path}: dicts nested too deeply") from e
     return out
 
 
-def _flatten(obj: dict, prefix: str, out: Dict[str, np.ndarray], path: str) -> None:
+def _flatten(obj: dict, prefix: str, out: Dict[str, np.ndarray], path: str, seen: set) -> None:
+    # A pickle can reference one dict from many places (memo GET): 40 levels of a dict
+    # holding the next one twice would flatten to 2**40 keys. A state dict is a tree.
+    if id(obj) in seen:
+        raise ValueError(f"{path}: the dict at {prefix[:-1] or 'the root'!r} appears more "
+                         "than once (shared or recursive); expected a tree of tensors")
+    seen.add(id(obj))
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            _flatten(value, name + ".", out, path)
+            _flatten(value, name + ".", out, path, seen)
             continue
         if isinstance(value, (bool, int, float)):
             value = np.asarray(value)
@@ -356,59 +343,3 @@ def _flatten(obj: dict, prefix: str, out: Dict[str, np.ndarray], path: str) -> N
         out[name] = value
 
 
-def _pk(value) -> bytes:
-    """Pickle opcodes (protocol 2) for an int, str or tuple of those."""
-    if isinstance(value, tuple):
-        return b"(" + b"".join(_pk(v) for v in value) + b"t" if value else b")"
-    if isinstance(value, str):
-        data = value.encode("utf-8")
-        return b"X" + struct.pack("<I", len(data)) + data
-    value = int(value)
-    if 0 <= value < 256:
-        return b"K" + bytes([value])
-    if -(2**31) <= value < 2**31:
-        return b"J" + struct.pack("<i", value)
-    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-    return b"\x8a" + bytes([len(data)]) + data
-
-
-def _global(module: str, name: str) -> bytes:
-    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-def _state_dict_pickle(arrays: Dict[str, np.ndarray]) -> bytes:
-    """data.pkl equivalent to torch.save of an OrderedDict of contiguous CPU tensors."""
-    empty_odict = _global("collections", "OrderedDict") + b")R"
-    out = [b"\x80\x02", empty_odict]
-    for i, (key, arr) in enumerate(arrays.items()):
-        strides = tuple(int(np.prod(arr.shape[d + 1:])) for d in range(arr.ndim))
-        pid = b"(" + _pk("storage") + _global("torch", _DTYPE_TO_STORAGE[arr.dtype]) \
-            + _pk(str(i)) + _pk("cpu") + _pk(arr.size) + b"tQ"
-        args = b"(" + pid + _pk(0) + _pk(arr.shape) + _pk(strides) + b"\x89" + empty_odict + b"t"
-        out += [_pk(key), _global("torch._utils", "_rebuild_tensor_v2"), args, b"R", b"s"]
-    out.append(b".")
-    return b"".join(out)
-
-
-def _write_pth(f, arrays: Dict[str, np.ndarray], path: str) -> None:
-    for key, arr in arrays.items():
-        if arr.dtype not in _DTYPE_TO_STORAGE:
-            raise TypeError(f"cannot save {key!r} to {path}: no torch storage type for {arr.dtype}")
-    members = [("data.pkl", _state_dict_pickle(arrays)), ("byteorder", b"little")]
-    for i, arr in enumerate(arrays.values()):
-        members.append((f"data/{i}", arr.astype(arr.dtype.newbyteorder("<")).tobytes()))
-    members += [("version", b"3\n"), (".format_version", b"1"),
-                (".storage_alignment", str(_ALIGN).encode())]
-    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, data in members:
-            _write_aligned(zf, f, "archive/" + name, data)
-
-
-def _write_aligned(zf: zipfile.ZipFile, f, name: str, data: bytes) -> None:
-    """Store ``data`` (deterministically) so that it starts at a multiple of _ALIGN in the file."""
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.external_attr = 0o600 << 16
-    zip64_extra = 20 if len(data) * 1.05 > zipfile.ZIP64_LIMIT else 0  # as zipfile decides
-    pad = -(f.tell() + 30 + len(name.encode()) + zip64_extra + 4) % _ALIGN
-    info.extra = b"FB" + struct.pack("<H", pad) + b"Z" * pad
-    zf.writestr(info, data)

@@ -21,6 +21,7 @@ import inspect
 import numpy as np
 
 from ._core import Primitive, Tracer, aval, bind
+from ._limits import check_alloc
 
 __all__ = ["key", "PRNGKey", "is_key", "split", "fold_in", "bits", "uniform", "normal",
            "truncated_normal", "bernoulli", "permutation", "randint", "seed", "randn", "rand"]
@@ -95,6 +96,8 @@ def _shape(shape, fn):
         raise TypeError(f"lucid.random.{fn}: shape must be a tuple of ints, got {shape!r}") from e
     if any(s < 0 for s in shape):
         raise ValueError(f"lucid.random.{fn}: shape must be non-negative, got {shape}")
+    # uint64 words per element: refused before np.prod (int64) could wrap or memory run out
+    check_alloc(f"lucid.random.{fn}", shape, np.uint64, "buffer of random 64-bit words")
     return shape
 
 

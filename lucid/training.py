@@ -30,7 +30,6 @@ from ._jit import jit as _jit
 from .optim._jit_step import optimizer_step
 from .metrics import accuracy
 from .nn import functional as F
-from .optim import apply_updates
 
 __all__ = ["TrainState", "make_train_step", "evaluate", "NonFiniteLossError", "step_key"]
 

@@ -279,3 +279,41 @@ def test_grad_ready_hook_reports_each_leaf_once_when_final():
     np.testing.assert_array_equal(calls[1][2], [12.0] * 3)     # d/da = 3 * sum(b) = 12
     np.testing.assert_array_equal(calls[2][2], [0.0])
     np.testing.assert_array_equal(grads["a"], calls[1][2])
+
+
+def test_python_and_numpy_float_scalars_are_differentiable():
+    g = lucid.grad(lambda x: x * x)(3.0)                 # JAX: 6.0 (weak float32)
+    assert g.shape == () and g.dtype == np.float32 and float(g) == 6.0
+    g64 = lucid.grad(lambda x: x * x * x)(np.float64(2.0))
+    assert g64.dtype == np.float64 and float(g64) == 12.0
+
+
+def test_output_independent_of_argument_gives_zeros_of_its_dtype():
+    x32, x64 = np.ones((2, 3), np.float32), np.ones(4, np.float64)
+    g = lucid.grad(lambda a, b: lnp.sum(b * 2.0), argnums=(0, 1))(x32, x64)
+    assert g[0].dtype == np.float32 and g[0].shape == (2, 3) and not g[0].any()
+    np.testing.assert_array_equal(g[1], np.full(4, 2.0))
+    g = lucid.grad(lambda a: lnp.sum(np.ones(3, np.float32)))(x32)   # constant output
+    assert g.dtype == np.float32 and g.shape == (2, 3) and not g.any()
+
+
+def test_repeated_argnums_repeat_the_gradient_as_jax():
+    x = np.array([1.0, 2.0])
+    g = lucid.grad(lambda a, b: lnp.sum(a * a * b), argnums=(0, 0, 1))(x, x)
+    np.testing.assert_array_equal(g[0], 2 * x * x)
+    np.testing.assert_array_equal(g[1], g[0])
+    np.testing.assert_array_equal(g[2], x * x)
+
+
+@pytest.mark.parametrize("bad", [3, np.arange(3), np.array([True, False]), np.int32(2)])
+def test_integer_and_bool_arguments_to_grad_raise_like_jax(bad):
+    with pytest.raises(TypeError, match="integer/bool"):
+        lucid.grad(lambda a: lnp.sum(lnp.asarray(a, np.float32)))(bad)
+
+
+def test_concretization_inside_grad_is_an_error_not_a_silent_zero():
+    x = np.array([0.5, 2.0])
+    with pytest.raises(lucid.ConcretizationError):
+        lucid.grad(lambda v: v[0] * bool(v[1] > 1.0))(x)
+    with pytest.raises(lucid.ConcretizationError):
+        lucid.grad(lambda v: lnp.sum(v) * int(v[1]))(x)

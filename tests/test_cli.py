@@ -244,3 +244,25 @@ def test_predict_uses_the_variants_pretrained_cfg(monkeypatch, tmp_path):
     list(_predict.predict_images(model, None, ["a.png"], None, "w", 5))
     assert seen == [(224, 0.95, (0.485, 0.456, 0.406), "bicubic")]
     assert _predict._resized_size(300, 400, 235) == (235, 313)    # torchvision's Resize(235)
+
+
+def test_first_epoch_bar_says_kernels_compile_instead_of_an_eta(monkeypatch):
+    import io
+    from lucid.cli import _report
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setattr(_report, "_steps_in_process", 0)
+    bar = _report.EpochBar(0, 5, 100, 0, quiet=False)
+    first_frame = term.getvalue()
+    assert "epoch 1/5 (compiling kernels)" in first_frame and "<" not in first_frame
+    for _ in range(3):
+        bar.update(loss=1.0, acc=0.5, ips=10.0)
+    assert bar.bar.bar_format is None and "compiling" not in bar.bar.desc   # ETA from here on
+    bar.close()
+    assert _report.EpochBar(1, 5, 100, 0, quiet=True).bar is None      # --quiet: no bar
+    monkeypatch.setattr(Terminal, "isatty", lambda self: False)
+    assert _report.EpochBar(1, 5, 100, 0, quiet=False).bar is None     # piped: no bar

@@ -173,6 +173,12 @@ def _ok():
     (dict(stride=True), TypeError, "stride must be an int"),
     (dict(padding=-1), ValueError, "padding must be non-negative"),
     (dict(padding=((0, 1), (-1, 0))), ValueError, "padding must be non-negative"),
+    # int64 index arithmetic in the kernels: strides and paddings stay below 2**31
+    (dict(stride=(2 ** 31, 1)), ValueError, r"stride must be positive \(at most 2\*\*31 - 1\)"),
+    (dict(stride=2 ** 62), ValueError, "stride must be positive"),
+    (dict(padding=((0, 2 ** 31), (0, 0))), ValueError, "padding must be non-negative"),
+    # refused before allocating: the message names the op and the size
+    (dict(padding=3 * 10 ** 5), ValueError, r"output of shape \(1, 600003, 600003, 6\).*TiB"),
     (dict(padding="full"), ValueError, "'same' or 'valid'"),
     (dict(padding=(1, 2, 3)), TypeError, "padding must be an int or a pair"),
     (dict(padding="same", stride=2), ValueError, "padding='same' needs stride 1"),
@@ -192,6 +198,17 @@ def test_bad_input(change, error, match):
     fmt = args.pop("data_format", "NCHW")
     with pytest.raises(error, match="lucid.nn.functional.conv2d: .*" + match):
         F.conv2d(args.pop("x"), args.pop("w"), args.pop("b"), data_format=fmt, **args)
+
+
+def test_im2col_buffer_refused_before_allocation(monkeypatch):
+    """The output fits the cap but the general path's kh*kw times bigger patch matrix not."""
+    monkeypatch.setenv("LUCID_MAX_ALLOC_BYTES", str(4 * 6 * 40 * 40))
+    x = np.zeros((1, 4, 40, 40), np.float32)
+    w = np.zeros((6, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d: the im2col buffer of shape \(1600, 36\)"):
+        F.conv2d(x, w, padding=1, groups=2)
+    monkeypatch.delenv("LUCID_MAX_ALLOC_BYTES")
+    assert F.conv2d(x, w, padding=1, groups=2).shape == (1, 6, 40, 40)
 
 
 def test_nhwc_channel_mismatch_is_read_from_the_last_axis():

@@ -187,8 +187,17 @@ def _mpiexec():
     return local if os.path.exists(local) else shutil.which("mpiexec")
 
 
-needs_mpi = pytest.mark.skipif(_mpiexec() is None, reason="no mpiexec: install the mpi extra "
-                               "(pip install -e '.[mpi]') to run the MPI tests")
+def _missing_mpi():
+    import importlib.util
+    if _mpiexec() is None:
+        return "no mpiexec"
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpiexec but no mpi4py"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(_missing_mpi() is not None, reason=f"{_missing_mpi()}: install the "
+                               "mpi extra (pip install -e '.[mpi]') to run the MPI tests")
 TINY = ["--depths", "1,1,1,1", "--dims", "8,16,24,32", "--train-size", "40", "--test-size", "33",
         "--epochs", "1", "--optimizer", "sgd", "--lr", "0.05", "--quiet"]
 
@@ -231,14 +240,23 @@ def test_mpi_collectives_and_grad_sync_on_two_ranks(tmp_path):
     assert "OK rank 0" in r.stdout and "OK rank 1" in r.stdout
 
 
+# global batch 5 over 2 ranks (3 + 2), held-out batch 33 (17 + 16), 8 steps
+NO_BN = TINY + ["--batch-size", "5", "--drop-path", "0.2", "--augment"]
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory):
+    """The single-process reference run of NO_BN (also warms the Numba cache for the ranks)."""
+    out = tmp_path_factory.mktemp("one")
+    _train_1(NO_BN, out)
+    return out
+
+
 @needs_mpi
-def test_two_ranks_train_like_one_process_uneven_batch_drop_path_augment(tmp_path):
-    # global batch 5 over 2 ranks (3 + 2), held-out batch 33 (17 + 16)
-    args = TINY + ["--batch-size", "5", "--drop-path", "0.2", "--augment"]
-    _train_1(args, tmp_path / "one")
-    r = _run_mpi(["train", "train", *args, "--out", str(tmp_path / "two")], tmp_path)
+def test_two_ranks_train_like_one_process_uneven_batch_drop_path_augment(tmp_path, one_process_run):
+    r = _run_mpi(["train", "train", *NO_BN, "--out", str(tmp_path / "two")], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    _assert_same_params(tmp_path / "one", tmp_path / "two")
+    _assert_same_params(one_process_run, tmp_path / "two")
     assert r.stdout.count('"steps": 8') == 1  # only rank 0 prints the summary
     assert (tmp_path / "writers.txt").read_text().split() == ["0"]  # one checkpoint writer
 
@@ -256,19 +274,16 @@ def test_two_ranks_with_sync_bn_train_like_one_process(tmp_path):
 
 
 @needs_mpi
-def test_resume_with_another_world_size_and_only_rank_0_writes(tmp_path):
-    args = TINY + ["--batch-size", "4"]
-    _train_1(args, tmp_path / "full")
+def test_resume_with_another_world_size_and_only_rank_0_writes(tmp_path, one_process_run):
+    from lucid.cli import _parser
     from lucid.cli._run import Run
-    from lucid.cli._train import _config_from_args, add_parser
-    import argparse
-    sub = argparse.ArgumentParser().add_subparsers()
-    add_parser(sub)
-    cfg = _config_from_args(sub.choices["train"].parse_args(args))
+    from lucid.cli._train import _config_from_args
+    cfg = _config_from_args(_parser().parse_args(["train", *NO_BN]))
     Run.start(cfg, str(tmp_path / "part"), checkpoint_every=3, quiet=True).fit(stop_after_step=3)
     r = _run_mpi(["train", "train", "--resume", "--out", str(tmp_path / "part")], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    _assert_same_params(tmp_path / "full", tmp_path / "part")
+    assert "resuming" in r.stdout and "at epoch 1, step 3" in r.stdout
+    _assert_same_params(one_process_run, tmp_path / "part")
     assert (tmp_path / "writers.txt").read_text().split() == ["0"]
     assert sorted(os.listdir(tmp_path / "part")) == ["curves.png", "last.safetensors", "log.csv",
                                                      "log.json", "model.safetensors"]
@@ -284,3 +299,16 @@ def test_a_failing_rank_stops_every_rank_within_seconds(tmp_path):
     assert "lucid: error on rank 1 of 2: RuntimeError: injected failure in the second step; " \
            "stopping all ranks" in r.stderr
     assert elapsed < 60, elapsed  # rank 0 would otherwise wait forever in its all-reduce
+
+
+@needs_mpi
+def test_ranks_started_with_different_settings_stop_with_a_clear_error(tmp_path):
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    rank_cmd = [sys.executable, "-m", "lucid", "train", *TINY, "--batch-size", "4",
+                "--out", str(tmp_path / "d")]
+    cmd = [_mpiexec(), "--oversubscribe", "-n", "1", *rank_cmd, "--seed", "0", ":",
+           "-n", "1", *rank_cmd, "--seed", "1"]  # MPMD: rank 1 gets another seed
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0
+    assert "the settings or starting parameters differ across ranks (ranks [0] have" in r.stderr
+    assert not (tmp_path / "d" / "last.safetensors").exists()

@@ -239,3 +239,55 @@ def test_escaped_tracer_is_refused():
     lucid.jit(lambda x: kept.append(x) or x)(rand(2))
     with pytest.raises(RuntimeError, match="escaped"):
         lnp.exp(kept[0])
+
+
+def test_fresh_model_called_from_two_threads_initialises_once():
+    model = lucid.models.convnext_atto(num_classes=3)
+    x = np.random.default_rng(7).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    outs, barrier = [None, None], threading.Barrier(2)
+
+    def work(i):
+        barrier.wait()
+        outs[i] = model(x)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(outs[0], outs[1])      # one set of parameters
+    np.testing.assert_array_equal(outs[0], model(x))
+
+
+def test_value_and_grad_from_two_threads_no_false_nesting_error():
+    errors, results = [], [None, None]
+    barrier = threading.Barrier(2)
+
+    def work(i):
+        try:
+            barrier.wait()
+            x = np.full(4, float(i + 1))
+            for _ in range(30):
+                results[i] = lucid.value_and_grad(lambda v: lnp.sum(lnp.square(v)))(x)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    np.testing.assert_allclose(results[0][1], 2.0 * np.ones(4))
+    np.testing.assert_allclose(results[1][1], 4.0 * np.ones(4))
+
+
+def test_donated_argument_also_passed_undonated_is_not_overwritten_early():
+    def f(p, q):
+        return lnp.exp(p) * 0.0 + q * 2.0     # reads q after p's buffer could be reused
+
+    jf = lucid.jit(f, donate_argnums=0)
+    x = rand(64)
+    want = f(x, x)
+    got = jf(x, x.copy() if False else x)
+    np.testing.assert_array_equal(got, want)

@@ -1,5 +1,5 @@
 """Shape rules of the nn primitives (conv2d, inception mixer, norms, activations, fused ops,
-dropout): what ``lucid.jit`` reads instead of running kernels.
+dropout): what ``lucid.jit`` reads instead of running kernels, and jit against eager.
 
 Each case runs a public function forward and through ``lucid.grad`` while recording every
 ``bind`` of the module under test, then checks for each recorded forward and backward
@@ -245,5 +245,97 @@ def test_dropout_shape_rules(monkeypatch, dtype, name, shape):
     f = lambda x: getattr(F, name)(x, 0.4, key)  # noqa: E731
     names = run_and_check(rec, f, [x], [0], shape)
     assert names == {f"nn.functional.{name}", f"nn.functional.{name}_bwd"}
-    _, (y, mask) = rec.calls[0][0], rec.calls[0][3]
+    mask = rec.calls[0][3][1]  # the forward's second result
     assert mask.dtype == np.bool_ and mask.shape == (shape if name == "dropout" else shape[:1])
+
+
+# ----------------------------------------------------------------------------- jit vs eager
+
+def _jit_vs_eager(fn, args, argnums):
+    """jit(fn) and jit(grad of a weighted sum of fn's first output) give eager's bits, on
+    the first call and on a replay (whose buffers still hold the first call's values)."""
+    want_y = fn(*args)
+    y0 = want_y[0] if isinstance(want_y, tuple) else want_y
+    w = _randn(y0.shape, y0.dtype, seed=3)
+
+    def loss(*a):
+        o = fn(*a)
+        return lucid.numpy.sum((o[0] if isinstance(o, tuple) else o) * w)
+
+    grad = lucid.grad(loss, argnums=argnums)
+    want_g = grad(*args)
+    jf, jg = lucid.jit(fn), lucid.jit(grad)
+    for _ in range(2):
+        got_y = jf(*args)
+        for g, e in zip(got_y if isinstance(got_y, tuple) else (got_y,),
+                        want_y if isinstance(want_y, tuple) else (want_y,)):
+            np.testing.assert_array_equal(g, e, strict=True)
+        for g, e in zip(jg(*args), want_g):
+            np.testing.assert_array_equal(g, e, strict=True)
+
+
+@pytest.mark.parametrize("case", list(CONV_CASES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_jit_conv2d_matches_eager(case, dtype, fmt):
+    C, O, G, (kh, kw), s, p, (H, W), _ = CONV_CASES[case]
+    x = _randn((2, C, H, W) if fmt == "NCHW" else (2, H, W, C), dtype)
+    w, b = _randn((O, C // G, kh, kw), dtype, 1), _randn((O,), dtype, 2)
+    _jit_vs_eager(lambda x, w, b: F.conv2d(x, w, b, s, p, G, data_format=fmt), [x, w, b],
+                  (0, 1, 2))
+    _jit_vs_eager(lambda w: F.conv2d(x, w, None, s, p, G, data_format=fmt), [w], (0,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_jit_inception_matches_eager(dtype, fmt):
+    C, gc, H, W = 11, 3, 5, 7
+    x = _randn((2, C, H, W) if fmt == "NCHW" else (2, H, W, C), dtype)
+    ws = [_randn((gc, 1) + k, dtype, i) for i, k in enumerate([(3, 3), (1, 5), (5, 1)])]
+    bs = [_randn((gc,), dtype, 5 + i) for i in range(3)]
+    args = [x, ws[0], bs[0], ws[1], bs[1], ws[2], bs[2]]
+    _jit_vs_eager(lambda *a: F.inception_dwconv2d(*a, data_format=fmt), args,
+                  tuple(range(7)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_jit_norms_match_eager(dtype, axis):
+    x = _randn((4, 6, 5, 3), dtype)
+    C = x.shape[axis]
+    w, b = _randn((C,), dtype, 1), _randn((C,), dtype, 2)
+    rm, rv = _randn((C,), dtype, 3), np.abs(_randn((C,), dtype, 4)) + 0.5
+    _jit_vs_eager(lambda x, w, b: F.layer_norm(x, w, b, axis=axis), [x, w, b], (0, 1, 2))
+    _jit_vs_eager(lambda x: F.layer_norm(x, axis=axis), [x], (0,))
+    _jit_vs_eager(lambda x, w, b: F.batch_norm(x, rm, rv, w, b, axis=axis), [x, w, b],
+                  (0, 1, 2))
+    # train mode returns (y, new running mean, new running var): all three compared
+    _jit_vs_eager(lambda x, w, b, rm, rv: F.batch_norm(x, rm, rv, w, b, train=True,
+                                                       momentum=0.3, axis=axis),
+                  [x, w, b, rm, rv], (0, 1, 2))
+    _jit_vs_eager(lambda x: F.batch_norm(x, None, None, train=True, axis=axis)[0], [x], (0,))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jit_activations_and_fused_match_eager(dtype):
+    x, y = _randn((3, 5, 8), dtype) * 2, _randn((3, 5, 8), dtype, 1)
+    gamma, b = _randn((8,), dtype, 2), _randn((8,), dtype, 3)
+    for f in (F.relu, F.gelu, lambda x: F.gelu(x, "tanh")):
+        _jit_vs_eager(f, [x], (0,))
+    _jit_vs_eager(F.bias_gelu, [x, b], (0, 1))
+    _jit_vs_eager(F.scale_residual, [x, y, gamma], (0, 1, 2))
+    _jit_vs_eager(F.scale_residual, [x, y, gamma, b], (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["dropout", "drop_path"])
+def test_jit_dropout_matches_eager_with_a_traced_key(dtype, name):
+    """The key is a jit argument: each call draws its mask from the key it is given, and
+    the gradient reads the forward's mask."""
+    x = _randn((6, 4, 5), dtype)
+    fn = lambda x, key: getattr(F, name)(x, 0.4, key)  # noqa: E731
+    for seed in (1, 2):
+        _jit_vs_eager(fn, [x, lucid.random.key(seed)], (0,))
+    jf = lucid.jit(fn)
+    a, b = jf(x, lucid.random.key(1)), jf(x, lucid.random.key(2))
+    assert not np.array_equal(a, b)  # a new key, a new mask (no mask baked into the program)

@@ -86,3 +86,16 @@ def test_reset_classifier_keeps_everything_else(make, head):
     model.reset_classifier(0)
     assert not any(k.startswith(head) for k in model.state_dict())
     assert model.config.num_classes == 0 and model.head is not None
+
+
+def test_copies_and_pickles_keep_their_own_sub_modules():
+    import copy
+    import pickle
+    model = models.inception_next_atto(num_classes=5, **SMALL)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        w = clone.stages[1].blocks[0].params["mlp"]["fc1"]["weight"]
+        assert w is clone.params["stages"][1]["blocks"][0]["mlp"]["fc1"]["weight"]
+        assert model.__dict__["_params"] is None      # the original was not touched
+    model(X)
+    clone = copy.deepcopy(model)
+    np.testing.assert_array_equal(clone.stages[0](clone.stem(X)), model.stages[0](model.stem(X)))

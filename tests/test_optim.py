@@ -30,18 +30,21 @@ def _tol(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("wd", [0.0, 0.1])
-def test_adam_update_kernel(shape, dtype, wd):
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_adam_update_kernel(shape, dtype, wd, nesterov):
     rng = np.random.default_rng(0)
     g, p, mu = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
     nu = rng.random(shape).astype(dtype)
     b1, b2, eps, eps_root, bc1, bc2, scale = 0.9, 0.99, 1e-8, 1e-9, 0.19, 0.0199, -0.01
+    bc1n = 1 - (1 - bc1) * b1
     outs = [np.empty(shape, dtype) for _ in range(3)]
     K.adam_update(*(a.reshape(-1) for a in (g, p, mu, nu)), b1, b2, eps, eps_root, bc1, bc2,
-                  scale, wd, *(o.reshape(-1) for o in outs))
+                  bc1n, nesterov, scale, wd, *(o.reshape(-1) for o in outs))
     g64, p64, mu64, nu64 = (a.astype(np.float64) for a in (g, p, mu, nu))
     m = b1 * mu64 + (1 - b1) * g64
     v = b2 * nu64 + (1 - b2) * g64 ** 2
-    u = scale * ((m / bc1) / (np.sqrt(v / bc2 + eps_root) + eps) + wd * p64)
+    m_hat = b1 * m / bc1n + (1 - b1) * g64 / bc1 if nesterov else m / bc1
+    u = scale * (m_hat / (np.sqrt(v / bc2 + eps_root) + eps) + wd * p64)
     for got, want in zip(outs, (m, v, u)):
         np.testing.assert_allclose(got, want.astype(dtype), **_tol(dtype))
 

@@ -1,4 +1,5 @@
-"""lucid.summary: analytic layer tables and flowcharts whose totals equal timm's counts."""
+"""lucid.summary: layer tables and flowcharts read from the traced program, whose totals equal
+timm's counts."""
 import numpy as np
 import pytest
 
@@ -74,16 +75,20 @@ def test_generic_modules():
     assert s.total_params == seq.num_parameters() == 3 * 8 * 9 + 8 + 16 + 36
     assert s.total_macs == 2 * 8 * 100 * 27 + 2 * 8 * 4 and s.root.out_shape == (2, 4)
 
-    class Custom(nn.Module):
+    class Custom(nn.Module):   # a user module: traced like any other, no description needed
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(3, 3)
+            self.fc = nn.Linear(3, 5)
 
         def forward(self, x):
             return self.fc(x)
 
-    unknown = summary(nn.Sequential(Custom(), nn.GELU()), (1, 3, 4, 4))
-    assert unknown.total_params == 12 and unknown.total_macs is None and "?" in unknown.text
+    known = summary(nn.Sequential(Custom(), nn.GELU()), (1, 2, 4, 3), depth=2)
+    rows = {r.name: r for _, r in known.root.walk()}
+    assert known.total_params == 20 and known.total_macs == 2 * 4 * 3 * 5
+    assert rows["0.fc"].kind == "Linear" and rows["0.fc"].out_shape == (1, 2, 4, 5)
+    assert rows["0"].kind == "Custom" and rows["1"].kind == "GELU"
+    assert "0.fc (Linear 3->5)" in known.text
 
 
 @pytest.mark.parametrize("args, error, match", [

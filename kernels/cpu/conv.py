@@ -13,6 +13,23 @@ Kernels:
 
 Every inner loop runs over contiguous channels so LLVM vectorises it, and every
 parallel loop owns the rows it writes (no write races, no atomics).
+
+Memory safety (Numba does not bounds-check; audited for issue 10). Preconditions, all
+guaranteed by ``lucid.nn.functional.conv2d``: arrays C-contiguous with the shapes in
+each docstring (channel counts agree, groups divide C and O, ``out``/``cols``/``gx``
+sized from the same geometry); strides >= 1, and strides and paddings at most
+``2**31 - 1`` so no index expression (``oh * sh - pt + i`` and the like, bounded by the
+padded extent) overflows int64. Paddings may exceed the kernel (every tap of an output
+may fall outside the input) and may be negative in the internal stride-1 adjoint
+(``kw - 1 - pad``). Under these preconditions every index is in bounds because:
+``_taps_range`` returns exactly the outputs whose tap lands inside the row (ceil/floor
+divisions, so also for W = 0); ``_row7`` clamps its 4-output blocks to [max(pl, 0), Wo)
+and to ``W - 7 + pl`` and leaves the edges to the checked ``_row_taps``; depthwise rows
+take only the kernel rows ``[max(0, -h), min(kh, H - h))``; ``depthwise_bwd_x`` counts
+its remaining taps instead of adding multiples of the stride; im2col / col2im test
+every row and column; space_to_depth relies on Ho * kh <= H (Ho = H // kh).
+tests/test_fuzz_kernels.py fuzzes these against a NumPy oracle, once with
+NUMBA_BOUNDSCHECK=1.
 """
 import numba
 import numpy as np
@@ -219,16 +236,21 @@ def depthwise_bwd_x(g, w, sh, sw, pt, pl, gx):
         i = max(0, t - (Ho - 1) * sh)
         i += (t - i) % sh                      # first tap with a whole output row
         last = min(kh - 1, t)
-        while i + 3 * sh <= last:
+        # Taps left: counted, never tested as ``i + 3 * sh <= last`` (that sum overflows
+        # int64 for a huge stride and wrapped negative: reads before g and past w).
+        left = (last - i) // sh + 1 if i <= last else 0
+        while left >= 4:
             o = (t - i) // sh                  # taps i, i+sh, ... read rows o, o-1, ...
             _taps4(g[n, o], g[n, o - 1], g[n, o - 2], g[n, o - 3],
                    w[i], w[i + sh], w[i + 2 * sh], w[i + 3 * sh], gxrow, sw, pl, True)
             i += 4 * sh
-        if i + sh <= last:
+            left -= 4
+        if left >= 2:
             o = (t - i) // sh
             _taps2(g[n, o], g[n, o - 1], w[i], w[i + sh], gxrow, sw, pl, True)
             i += 2 * sh
-        if i <= last:
+            left -= 2
+        if left == 1:
             _taps1(g[n, (t - i) // sh], w[i], gxrow, sw, pl, True)
 
 

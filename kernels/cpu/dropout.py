@@ -1,4 +1,7 @@
-"""Dropout kernels: elementwise (flat arrays) and per-sample (drop path) masks."""
+"""Dropout kernels: elementwise (flat arrays) and per-sample (drop path) masks.
+
+``keep`` is made by the caller from x's own shape (size, or rows), so every index is in
+bounds (issue 10 audit)."""
 import numba
 
 from ._common import pjit

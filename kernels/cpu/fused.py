@@ -1,5 +1,8 @@
 """Fused kernels for the models' residual branches (one pass instead of two or three).
 
+Memory safety (issue 10 audit): ``F.scale_residual`` checks x and y share (..., C) and
+gamma and b are (C,), so every index stays inside the rows and channel vectors.
+
 ``scale_residual``: out = x + y * gamma over (M, C) rows, gamma per channel — timm's
 layer scale followed by the residual add, computed as the same two roundings
 (product, then sum; no FMA contraction since fastmath is off).

@@ -15,6 +15,15 @@ The caller passes weights as (kh, kw, W * gc) tiles and biases as (W * gc,) tile
 The input gradient is the same mixer run on the output gradient with every kernel
 flipped (the adjoint of a stride-1 correlation with symmetric padding), so only the
 weight gradient needs its own kernel.
+
+Memory safety (audited for issue 10). Preconditions, guaranteed by
+``F.inception_dwconv2d``: odd kernel sizes, 3 * gc <= C, biases and weights of gc
+channels, tiles of exactly W * gc. For tap j (pw = (kw - 1) // 2), outputs
+[max(0, pw - j), min(W, W + pw - j)) read inputs [max(0, j - pw), min(W, W + j - pw)),
+both inside the row whatever kw is (a kernel wider than the image included), so the
+slices in :func:`_tap` are never clipped or negative; kernel rows are tested against
+[0, H). With W = 0 the tiles are empty and nothing is read (gc = 0 // 0 is 0 under
+error_model="numpy").
 """
 import numba
 import numpy as np

@@ -1,4 +1,6 @@
-"""Bias kernels for ``linear`` (the GEMMs themselves run in NumPy's BLAS at Python level)."""
+"""Bias kernels for ``linear`` (the GEMMs themselves run in NumPy's BLAS at Python level).
+
+``F.linear`` checks b is (out_features,) = the rows' width (issue 10 audit)."""
 import numba
 import numpy as np
 

@@ -8,6 +8,10 @@ Batch-norm kernels come in two layouts: ``_last`` for channels-last data viewed 
 (rows, C), and ``_mid`` for channels-second data viewed as (N, C, S) (NCHW with
 S = H*W). Reductions over rows use a fixed number of row chunks with float64
 partials, so results do not depend on the thread count and threads never race.
+
+Memory safety (issue 10 audit): ``F.layer_norm`` / ``F.batch_norm`` check every
+per-channel vector has the normalised axis' size and that it is not empty; all other
+indices are loop variables over the arrays' own shapes.
 """
 import math
 

@@ -5,6 +5,10 @@ state and the update in the same pass, instead of the ~10 temporaries a NumPy
 expression would allocate (a ConvNeXt-T step updates 28M parameters). Scalars
 (learning rate, bias corrections) are computed by the caller in float64; the
 arithmetic runs in float64 and is stored in the arrays' dtype.
+
+Memory safety (issue 10 audit): every array argument of one call has g's size; the
+glue in ``lucid/optim`` checks each gradient, parameter and state leaf's shape against
+its parameter (``as_update`` / ``state_array``) before flattening them.
 """
 import math
 
@@ -14,12 +18,13 @@ from ._common import pjit
 
 
 @pjit
-def adam_update(g, p, mu, nu, b1, b2, eps, eps_root, bc1, bc2, scale, wd,
+def adam_update(g, p, mu, nu, b1, b2, eps, eps_root, bc1, bc2, bc1_next, nesterov, scale, wd,
                 mu_out, nu_out, u_out):
     """Adam(W) moments and update: u = scale * (m_hat / (sqrt(v_hat + eps_root) + eps) + wd * p).
 
     ``bc1 = 1 - b1**t`` and ``bc2 = 1 - b2**t`` are the bias corrections; ``wd = 0``
-    gives plain Adam (``p`` is then not read).
+    gives plain Adam (``p`` is then not read). With ``nesterov`` (Optax's NAdam),
+    m_hat = b1 * m / bc1_next + (1 - b1) * g / bc1 with ``bc1_next = 1 - b1**(t + 1)``.
     """
     for i in numba.prange(g.size):
         gi = g[i]
@@ -27,7 +32,11 @@ def adam_update(g, p, mu, nu, b1, b2, eps, eps_root, bc1, bc2, scale, wd,
         v = b2 * nu[i] + (1.0 - b2) * gi * gi
         mu_out[i] = m
         nu_out[i] = v
-        step = (m / bc1) / (math.sqrt(v / bc2 + eps_root) + eps)
+        if nesterov:
+            m_hat = b1 * (m / bc1_next) + (1.0 - b1) * (gi / bc1)
+        else:
+            m_hat = m / bc1
+        step = m_hat / (math.sqrt(v / bc2 + eps_root) + eps)
         if wd != 0.0:
             step += wd * p[i]
         u_out[i] = scale * step

@@ -1,6 +1,12 @@
 """Average-pooling kernels: adaptive (PyTorch windows) and global, NCHW planes or NHWC rows.
 
 Window sums are accumulated in float64.
+
+Memory safety (audited for issue 10): adaptive windows are [floor(i*H/oh),
+ceil((i+1)*H/oh)) for i < oh, inside [0, H) and never empty when H >= 1; the callers
+guarantee H, W >= 1 and oh, ow, H, W <= 2**31 - 1 (so i * H cannot overflow int64) and
+give ``out``/``g`` the planes of ``x``. The global kernels only loop over their arrays'
+own shapes.
 """
 import numba
 import numpy as np

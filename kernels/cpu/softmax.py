@@ -6,6 +6,10 @@ row sums are accumulated in float64.
 Inside ``prange`` bodies, views and scalars are bound one per statement, never by tuple
 assignment (``xr, o, lr, g = x[r], out[r], lse[r], g[r]``): with Numba 0.68 the parfor
 pass silently dropped a store through such a view (``o[labels[r]] -= ...``).
+
+Memory safety (issue 10 audit): ``labels`` index ``x[r]`` unchecked; ``F.cross_entropy``
+refuses labels outside [0, K) (and unsigned ones too large for int64) before calling.
+Rows have K >= 1 (``_row_max`` reads v[0]).
 """
 import math
 

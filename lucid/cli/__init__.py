@@ -110,7 +110,8 @@ def main(argv=None) -> int:
                 distributed.init()
             except RuntimeError as e:
                 raise UserError(str(e)) from None
-            if args.threads is None:  # N ranks share the cores
+            if args.threads is None and not os.environ.get("LUCID_NUM_THREADS"):
+                # N ranks share the cores (an explicit --threads or LUCID_NUM_THREADS wins)
                 args.threads = distributed.threads_per_rank()
         if args.threads is not None:
             from .._backend import set_num_threads

@@ -21,47 +21,61 @@ def _model_options(p, what: str) -> None:
 
 
 def add_parsers(sub) -> None:
-    known = "the weights are not in a `lucid train` run directory"
-    d = "accuracy and loss of a checkpoint on a dataset"
-    p = sub.add_parser("eval", help=d, description=d[0].upper() + d[1:] + ".")
+    for add in (_add_eval, _add_predict, _add_summary, _add_list, _add_bench):
+        add(sub)
+
+
+_IN_A_RUN = "the weights are not in a `lucid train` run directory"
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy and loss of a checkpoint on a dataset",
+                       description="Accuracy and loss of a checkpoint on a dataset.")
     p.add_argument("--weights", required=True, help="a training run's last.safetensors or "
                    "model.safetensors, or a weights file (.safetensors/.npz/.pth) with --model")
-    _model_options(p, known)
+    _model_options(p, _IN_A_RUN)
     p.add_argument("--data", default=None, help="'synthetic', an image folder or an .npz "
                    "(default: the run's held-out data)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     p.set_defaults(run=_run_eval)
 
-    d = "top-k classes of images"
-    p = sub.add_parser("predict", help=d, description="Top-k classes of images, preprocessed as "
-                       "the model's pretrained_cfg says (timm's resize, centre crop, mean/std).")
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="top-k classes of images", description="Top-k classes "
+                       "of images, preprocessed as the model's pretrained_cfg says (timm's "
+                       "resize, centre crop, mean/std).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
     p.add_argument("--weights", required=True, help="weights (.safetensors/.npz/.pth) or a lucid "
                    "training run's last.safetensors / model.safetensors")
-    _model_options(p, known)
+    _model_options(p, _IN_A_RUN)
     p.add_argument("--labels", default=None, help="a text file with one class name per line "
                    "(default: the run's classes, or ImageNet's for 1000 classes)")
     p.add_argument("--top", type=int, default=5, help="classes shown per image")
     p.set_defaults(run=_run_predict)
 
-    d = "layer table of a model (or a mermaid flowchart)"
-    p = sub.add_parser("summary", help=d, description="Layer table of a model: output shapes, "
-                       "parameters and MACs per layer (or a mermaid flowchart).")
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser("summary", help="layer table of a model (or a mermaid flowchart)",
+                       description="Layer table of a model: output shapes, parameters and MACs "
+                       "per layer (or a mermaid flowchart).")
     p.add_argument("name", help="a registered model (see `lucid list`)")
     p.add_argument("--input-size", type=int, default=224, help="input image side")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier outputs")
     p.add_argument("--mermaid", action="store_true", help="emit a mermaid flowchart instead")
     p.set_defaults(run=_run_summary)
 
-    d = "registered models"
-    p = sub.add_parser("list", help=d, description="List the registered models.")
+
+def _add_list(sub) -> None:
+    p = sub.add_parser("list", help="registered models", description="List the registered models.")
     p.add_argument("pattern", nargs="?", default=None, help="fnmatch pattern, e.g. 'convnext_*' "
                    "(default: all)")
     p.set_defaults(run=_run_list)
 
-    d = "quick forward and training-step throughput"
-    p = sub.add_parser("bench", help=d, description="Median time of a forward pass and of a "
-                       "training step on random data (for benchmarks proper: benchmarks/).")
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="quick forward and training-step throughput",
+                       description="Median time of a forward pass and of a training step on "
+                       "random data (for benchmarks proper: benchmarks/).")
     p.add_argument("name", help="a registered model (see `lucid list`)")
     p.add_argument("--batch-size", type=int, default=16, help="images per call")
     p.add_argument("--input-size", type=int, default=224, help="input image side")

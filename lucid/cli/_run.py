@@ -50,15 +50,35 @@ class RunConfig:
     test_size: int = 2000
 
     def check(self) -> None:
-        for name in ("epochs", "batch_size", "image_size", "train_size", "test_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        """Refuse settings no run can use: non-positive sizes, and non-finite or
+        out-of-range numbers (``--lr inf``, ``--clip-norm nan``), also from a tampered
+        checkpoint's saved config."""
+        for name in ("epochs", "batch_size", "image_size", "train_size", "test_size", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UserError(f"{_flag(name)} must be an int, got {value!r}")
+            if name != "seed" and value < 1:
+                raise UserError(f"{_flag(name)} must be at least 1, got {value}")
+        for name in ("lr", "warmup_epochs", "weight_decay", "clip_norm", "drop_path",
+                     "label_smoothing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                raise UserError(f"{_flag(name)} must be a finite number, got {value!r}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
+        for name in ("warmup_epochs", "weight_decay", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{_flag(name)} must be >= 0 (0 turns it off), got "
+                                f"{getattr(self, name)}")
         if not 0 <= self.drop_path < 1:
             raise UserError(f"--drop-path must be in [0, 1), got {self.drop_path}")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _keys(seed: int) -> dict:

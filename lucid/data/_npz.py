@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 
+from .._safe_files import load_npz as read_npz
 from ._dataset import Dataset
 
 __all__ = ["load_npz"]
@@ -30,15 +31,14 @@ def load_npz(path, layout: str | None = None) -> Dataset:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{_NAME}: the file '{path}' does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("it holds a single array, not named arrays x and y")
-            missing = [k for k in ("x", "y") if k not in f.files]
-            if missing:
-                raise ValueError(f"it has arrays {sorted(f.files)} but needs 'x' (images) and "
-                                 f"'y' (labels); missing {missing}")
-            x, y = f["x"], f["y"]
-            classes = f["classes"] if "classes" in f.files else None
+        # lucid's bounded reader: regular files only, sizes checked before inflating
+        arrays = read_npz(path)
+        missing = [k for k in ("x", "y") if k not in arrays]
+        if missing:
+            raise ValueError(f"it has arrays {sorted(arrays)} but needs 'x' (images) and "
+                             f"'y' (labels); missing {missing}")
+        x, y = arrays["x"], arrays["y"]
+        classes = arrays.get("classes")
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise ValueError(f"{_NAME}: cannot read '{path}': {e}") from None
     x = _images_nchw(x, layout, path)

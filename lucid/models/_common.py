@@ -8,6 +8,7 @@ import numpy as np
 from .. import numpy as lnp
 from .. import random as _random
 from .._autodiff import Tracer
+from .._core import name_scope
 from ..nn import functional as F
 from ..nn._module import Module
 from ..nn._spec import count_params, materialize
@@ -32,6 +33,20 @@ def check_rate(value, what: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
             or not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{where}: {what} must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_finite(value, what: str, where: str, *, optional: bool = False,
+                 positive: bool = False):
+    """``value`` as a finite float (``None`` passes when ``optional``), else ValueError:
+    a NaN or infinite layer scale or eps would silently poison every output."""
+    if optional and value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not np.isfinite(float(value)) or (positive and not float(value) > 0):
+        kind = "a positive finite float" if positive else "a finite float"
+        raise ValueError(f"{where}: {what} must be {kind}{' or None' if optional else ''}, "
+                         f"got {value!r}")
     return float(value)
 
 
@@ -182,21 +197,21 @@ def mlp_residual(p, x, y, rate: float, key, train: bool):
     """``x + drop_path(gamma * fc2(gelu(fc1(y))))``: the MLP half of a ConvNeXt /
     MetaNeXt block, NHWC (linears over the last axis).
 
-    fc1's bias and the GELU run as one pass (``F.bias_gelu``) and, without drop path,
-    fc2's bias, the layer scale and the residual add as another (``F.scale_residual``);
-    both compute the same roundings as timm's unfused ops.
+    Written with plain ops, as timm writes it. Under ``lucid.jit`` the fusion passes
+    (lucid/_fusion.py) run fc1's bias with the GELU as one pass (``bias_gelu``) and, without
+    drop path, fc2's bias, the layer scale and the residual add as another
+    (``bias_scale_residual``), with the same roundings; eager runs them op by op.
     """
     fc1, fc2 = p["mlp"]["fc1"], p["mlp"]["fc2"]
-    y = F.linear(y, fc1["weight"])
-    y = F.bias_gelu(y, fc1["bias"]) if "bias" in fc1 else F.gelu(y)
-    dropping = train and rate > 0.0
-    if "gamma" in p and not dropping:  # fc2's bias joins the layer scale + residual pass
-        return F.scale_residual(x, F.linear(y, fc2["weight"]), p["gamma"], fc2.get("bias"))
+    y = F.linear(y, fc1["weight"], fc1.get("bias"))
+    with name_scope("mlp"), name_scope("act"):   # timm's module path of the GELU
+        y = F.gelu(y)
     y = F.linear(y, fc2["weight"], fc2.get("bias"))   # 1x1 conv == linear
     if "gamma" in p:
         y = lnp.multiply(y, p["gamma"])  # channels-last: broadcasts over the last axis
-    if dropping:
-        y = F.drop_path(y, rate, key, train=True)
+    if train and rate > 0.0:
+        with name_scope("drop_path"):
+            y = F.drop_path(y, rate, key, train=True)
     return lnp.add(x, y)
 
 
@@ -234,7 +249,9 @@ class Piece(Module):
         y, new_state = self._fn(params, state, to_nhwc(x, data_format), train, key)
         return from_nhwc(y, data_format), new_state
 
-    def __new__(cls, kind: str, *args, **kwargs):
+    def __new__(cls, kind: str | None = None, *args, **kwargs):
+        if kind is None:  # copy.copy / deepcopy of a piece
+            return super().__new__(cls)
         # one subclass per kind, so type(model.stem).__name__ is "Stem" as in timm
         sub = _PIECE_CLASSES.get(kind)
         if sub is None:
@@ -249,14 +266,13 @@ class FamilyModel(Module):
     """The facade shared by the model families: a config plus the family's functional form.
 
     A family's class sets ``_specs``, ``_init``, ``_apply`` (its module-level functions),
-    ``_features``/``_head`` (``forward_features``/``forward_head``), ``_info`` (its analytic
-    layer-info function), ``_classifier`` (the classifier's key prefix, timm's
+    ``_features``/``_head`` (``forward_features``/``forward_head``), ``_classifier`` (the classifier's key prefix, timm's
     ``pretrained_cfg["classifier"]``) and ``_build`` (the sub-modules of a config). Calling
     the model runs ``_apply``; the sub-modules (``stem``, ``stages``, ``head``) wrap the same
     functions piece by piece, for ``children()``/``named_modules()`` and for running one piece.
     """
 
-    _specs = _init = _apply = _features = _head = _info = _build = None
+    _specs = _init = _apply = _features = _head = _build = None
     _classifier = ""
     pretrained_cfg: dict = {}
 
@@ -275,6 +291,18 @@ class FamilyModel(Module):
                 module._set_root(self)
             if self.__dict__.get("_params") is not None:
                 self._hold(self._params, self.__dict__.get("_state"))
+
+    def __getstate__(self):
+        """Copies and pickles carry the config and trees; the sub-modules are rebuilt."""
+        kids = self.__dict__.get("_children", {})
+        state = {k: v for k, v in self.__dict__.items() if k not in kids}
+        state["_children"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.config = state["config"]  # rebuilds the sub-modules and hands them their slices
+        self.train(self.training)
 
     def specs(self):
         return type(self)._specs(self.config)
@@ -336,10 +364,6 @@ class FamilyModel(Module):
         if self.__dict__.get("_params") is None:
             return count_params(self.specs())  # without allocating the parameters
         return super().num_parameters()
-
-    def layer_info(self, in_shape, name=""):
-        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
-        return type(self)._info(self.config, tuple(in_shape))
 
     def extra_repr(self):
         return repr(self.config)

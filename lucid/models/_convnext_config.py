@@ -63,9 +63,8 @@ class ConvNeXtConfig:
         C.check_int_seq([self.num_classes], "num_classes", where, minimum=0)
         for name in ("drop_rate", "drop_path_rate"):
             C.check_rate(getattr(self, name), name, where)
-        if self.ls_init_value is not None and not isinstance(self.ls_init_value, (int, float)):
-            raise ValueError(f"{where}: ls_init_value must be a float or None, got "
-                             f"{self.ls_init_value!r}")
+        C.check_finite(self.ls_init_value, "ls_init_value", where, optional=True)
+        C.check_finite(self.norm_eps, "norm_eps", where, positive=True)
         for name, value in (("depths", depths), ("dims", dims),
                             ("kernel_sizes", ks if len(set(ks)) > 1 else ks[0])):
             object.__setattr__(self, name, value)

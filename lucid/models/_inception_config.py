@@ -56,8 +56,8 @@ class InceptionNeXtConfig:
         ratios, mixers = self.mlp_ratios, self.token_mixers
         ratios = ratios if isinstance(ratios, (list, tuple)) else (ratios,) * n
         mixers = mixers if isinstance(mixers, (list, tuple)) else (mixers,) * n
-        if len(ratios) != n or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0
-                                   for r in ratios):
+        if len(ratios) != n or any(isinstance(r, bool) or not isinstance(r, (int, float))
+                                   or not 0 < r < float("inf") for r in ratios):
             raise ValueError(f"{where}: mlp_ratios must be a positive number or one per stage, "
                              f"got {self.mlp_ratios!r}")
         if len(mixers) != n or not all(callable(m) for m in mixers) or not callable(self.head_fn):
@@ -70,6 +70,7 @@ class InceptionNeXtConfig:
         for name, value in (("depths", depths), ("dims", dims), ("mlp_ratios", tuple(ratios)),
                             ("token_mixers", tuple(mixers))):
             object.__setattr__(self, name, value)
+        C.check_finite(self.ls_init_value, "ls_init_value", where, optional=True)
         if self.ls_init_value == 0:
             object.__setattr__(self, "ls_init_value", None)
         _parts(self)  # resolve the mixers and the head now, so bad classes fail here

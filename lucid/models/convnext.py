@@ -26,11 +26,11 @@ import dataclasses
 import numpy as np
 
 from .. import numpy as lnp
+from .._core import name_scope
 from ..nn import functional as F
 from ..nn._spec import ParamSpec, materialize
 from . import _common as C
 from ._convnext_config import ConvNeXtConfig, config_from_params
-from ._layer_info import convnext_info
 from ._registry import register_model
 
 __all__ = ["ConvNeXtConfig", "ConvNeXt", "init", "apply", "forward_features", "forward_head",
@@ -113,7 +113,8 @@ def stage_apply(p, x, cfg, i, train, key):
     if i > 0:
         x = downsample_apply(p["downsample"], x, cfg)
     for j, block in enumerate(p["blocks"]):
-        x = block_apply(block, x, cfg, rates[first + j], C.sub_key(key, first + j), train)
+        with name_scope(f"blocks.{j}"):
+            x = block_apply(block, x, cfg, rates[first + j], C.sub_key(key, first + j), train)
     return x
 
 
@@ -128,11 +129,14 @@ def head_specs(cfg):
 
 def head_apply(p, x, cfg, train, key, pre_logits=False):
     """Global average pool -> LayerNorm -> dropout -> fc (timm's NormMlpClassifierHead)."""
-    x = _layer_norm(p["norm"], F.global_avg_pool(x, data_format="NHWC"), cfg.norm_eps)
+    with name_scope("head"), name_scope("global_pool"):
+        x = F.global_avg_pool(x, data_format="NHWC")
+    x = _layer_norm(p["norm"], x, cfg.norm_eps)
     if pre_logits:
         return x
     if train and cfg.drop_rate > 0.0:
-        x = F.dropout(x, cfg.drop_rate, key, train=True)
+        with name_scope("head"), name_scope("drop"):
+            x = F.dropout(x, cfg.drop_rate, key, train=True)
     return F.linear(x, p["fc"]["weight"], p["fc"]["bias"]) if "fc" in p else x
 
 
@@ -166,10 +170,13 @@ def _checked(params, state, train, key, config, where):
 
 
 def _features(params, x, cfg, train, key):
-    """NHWC images -> NHWC feature map of the last stage."""
-    x = stem_apply(params["stem"], x, cfg)
+    """NHWC images -> NHWC feature map of the last stage (each piece in the name scope of
+    its module path, which lucid.summary reads from the traced program)."""
+    with name_scope("stem"):
+        x = stem_apply(params["stem"], x, cfg)
     for i, stage in enumerate(params["stages"]):
-        x = stage_apply(stage, x, cfg, i, train, key)
+        with name_scope(f"stages.{i}"):
+            x = stage_apply(stage, x, cfg, i, train, key)
     return x
 
 
@@ -271,7 +278,7 @@ class ConvNeXt(C.FamilyModel):
 
     _specs, _init, _apply = staticmethod(specs), staticmethod(init), staticmethod(apply)
     _features, _head = staticmethod(forward_features), staticmethod(forward_head)
-    _info, _build = staticmethod(convnext_info), staticmethod(_pieces)
+    _build = staticmethod(_pieces)
     _classifier = "head.fc"
 
     def __init__(self, num_classes: int = 1000, depths=(3, 3, 9, 3), dims=(96, 192, 384, 768),

@@ -41,6 +41,7 @@ import numpy as np
 
 from .. import numpy as lnp
 from .. import random as _random
+from .._core import name_scope
 from ..nn import functional as F
 from ..nn._blocks import InceptionDWConv2d, _MLPHead, inception_mixer_apply, mlp_head_apply
 from ..nn._layers import Identity, batch_norm_forward
@@ -49,7 +50,6 @@ from ..nn._tree_util import has_leaves, subtree
 from . import _common as C
 from ._inception_config import (InceptionNeXtConfig, _built, _Part, _part_specs, _parts,
                                 config_from_params)
-from ._layer_info import inception_next_info
 from ._registry import register_model
 
 __all__ = ["InceptionNeXtConfig", "InceptionNeXt", "init", "apply", "forward_features",
@@ -125,8 +125,9 @@ def block_specs(cfg, i):
 def block_apply(p, s, x, mixer: _Part, rate, key, train):
     """mixer -> BN -> fc1 -> GELU -> fc2 -> gamma, plus the residual (timm's MetaNeXtBlock);
     returns ``(x, new_state)``."""
-    y, mixer_state = mixer_apply(mixer, p.get("token_mixer", {}), s.get("token_mixer", {}), x,
-                                 train, C.sub_key(key, 0))
+    with name_scope("token_mixer"):
+        y, mixer_state = mixer_apply(mixer, p.get("token_mixer", {}), s.get("token_mixer", {}),
+                                     x, train, C.sub_key(key, 0))
     y, norm_state = batch_norm_forward(p["norm"], s.get("norm"), y, train=train, axis=-1)
     y = C.mlp_residual(p, x, y, rate, C.sub_key(key, 1) if train and rate > 0.0 else None, train)
     new_state = {}
@@ -154,8 +155,9 @@ def stage_apply(p, s, x, cfg, i, train, key, first_block=None):
         x, new_state["downsample"] = downsample_apply(p["downsample"], s["downsample"], x, train)
     new_state["blocks"] = []
     for j, block in enumerate(p["blocks"]):
-        x, block_state = block_apply(block, s["blocks"][j], x, mixer, rates[j],
-                                     C.sub_key(key, first + j), train)
+        with name_scope(f"blocks.{j}"):
+            x, block_state = block_apply(block, s["blocks"][j], x, mixer, rates[j],
+                                         C.sub_key(key, first + j), train)
         new_state["blocks"].append(block_state)
     return x, new_state
 
@@ -165,15 +167,16 @@ def head_specs(cfg):
 
 
 def head_apply(p, s, x, cfg, train, key, pre_logits=False):
-    """The head by its pure function (built-in MlpHead) or its Module's ``_call``."""
+    """The head (name scope "head") by its pure function (MlpHead) or its Module's ``_call``."""
     head = _parts(cfg)[1]
-    if head.kind == "mlp_head":
-        return mlp_head_apply(p, x, head.cfg, train=train, key=key, data_format="NHWC",
-                              pre_logits=pre_logits), s
-    if pre_logits:
-        raise ValueError(f"{_WHERE}.forward_head: pre_logits needs the built-in head "
-                         f"(MlpHead), not {type(head.cfg).__name__}")
-    return head.cfg._call(p, s, x, train, key, "NHWC")
+    with name_scope("head"):
+        if head.kind == "mlp_head":
+            return mlp_head_apply(p, x, head.cfg, train=train, key=key, data_format="NHWC",
+                                  pre_logits=pre_logits), s
+        if pre_logits:
+            raise ValueError(f"{_WHERE}.forward_head: pre_logits needs the built-in head "
+                             f"(MlpHead), not {type(head.cfg).__name__}")
+        return head.cfg._call(p, s, x, train, key, "NHWC")
 
 
 # ---- model --------------------------------------------------------------------------------
@@ -193,10 +196,12 @@ def init(key, config: InceptionNeXtConfig, dtype=np.float32):
 
 def _features(params, state, x, cfg, train, key):
     """NHWC images -> NHWC feature map; returns ``(x, new_state)`` (without the head's)."""
-    x, stem_state = stem_apply(params["stem"], state["stem"], x, train)
+    with name_scope("stem"):
+        x, stem_state = stem_apply(params["stem"], state["stem"], x, train)
     new_state = {"stem": stem_state, "stages": []}
     for i, stage in enumerate(params["stages"]):
-        x, stage_state = stage_apply(stage, state["stages"][i], x, cfg, i, train, key)
+        with name_scope(f"stages.{i}"):
+            x, stage_state = stage_apply(stage, state["stages"][i], x, cfg, i, train, key)
         new_state["stages"].append(stage_state)
     return x, new_state
 
@@ -344,11 +349,6 @@ class InceptionNeXt(C.FamilyModel):
             num_classes=num_classes, depths=depths, dims=dims, token_mixers=token_mixers,
             mlp_ratios=mlp_ratios, head_fn=head_fn, drop_rate=drop_rate,
             drop_path_rate=drop_path_rate, ls_init_value=ls_init_value, **overrides)
-
-    def layer_info(self, in_shape, name=""):
-        """Analytic shapes, parameters and MACs (used by lucid.summary)."""
-        mixers = [stage.blocks[0].token_mixer for stage in self.stages]
-        return inception_next_info(self.config, tuple(in_shape), mixers, self.head)
 
 
 # ---- variants -----------------------------------------------------------------------------

@@ -5,14 +5,13 @@ state-dict keys; see :class:`lucid.nn.Module` for the object / functional dualit
 """
 from . import functional
 from ._blocks import InceptionDWConv2d, MlpHead, Sequential, _MLPHead
-from ._info import LayerInfo
 from ._layers import (GELU, AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, DropPath, Flatten,
                       Identity, LayerNorm, LayerNorm2d, Linear)
 from ._module import Context, IncompatibleKeys, Module
 from ._spec import ParamSpec
 
 __all__ = [
-    "functional", "Module", "Context", "ParamSpec", "LayerInfo", "IncompatibleKeys",
+    "functional", "Module", "Context", "ParamSpec", "IncompatibleKeys",
     "Identity", "Conv2d", "Linear", "LayerNorm", "LayerNorm2d", "BatchNorm2d", "GELU",
     "Dropout", "DropPath", "AdaptiveAvgPool2d", "Flatten", "Sequential",
     "InceptionDWConv2d", "MlpHead", "_MLPHead",

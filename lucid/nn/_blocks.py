@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import random as _random
+from .._core import name_scope
 from . import functional as F
-from ._info import LayerInfo, conv2d_info
 from ._layers import (GELU, AdaptiveAvgPool2d, Conv2d, Dropout, Identity, LayerNorm, Linear,
                       _check_rate)
 from ._module import Module, _ndim, check_positive_int
@@ -54,20 +54,11 @@ class Sequential(Module):
         for i, m in enumerate(self.children()):
             k = None if key is None else _random.fold_in(key, i)
             s = subtree(state, str(i))
-            x, ns = m._call(subtree(params, str(i)), s, x, train, k, data_format)
+            with name_scope(str(i)):
+                x, ns = m._call(subtree(params, str(i)), s, x, train, k, data_format)
             states.append(ns if has_leaves(ns) else {})
             changed = changed or ns is not s
         return x, (states if changed else state)
-
-    def layer_info(self, in_shape, name=""):
-        rows, shape = [], tuple(in_shape)
-        for i, m in enumerate(self.children()):
-            row = m.layer_info(shape, f"{name}.{i}" if name else str(i))
-            rows.append(row)
-            if row.out_shape is None:
-                break
-            shape = row.out_shape
-        return LayerInfo.group(name, "Sequential", rows)
 
 
 def _odd_kernel(k, what):
@@ -187,16 +178,20 @@ def mlp_head_apply(params, x, cfg: MlpHeadConfig, *, train=False, key=None, data
     if _ndim(x) != 4 or x.shape[axis] != cfg.in_features:
         raise ValueError(f"lucid.nn.MlpHead: expected a 4-D {data_format} feature map "
                          f"with {cfg.in_features} channels, got shape {tuple(x.shape)}")
-    x = F.global_avg_pool(x, data_format=data_format, keepdims=False)
+    with name_scope("global_pool"):   # timm's module paths, for lucid.summary
+        x = F.global_avg_pool(x, data_format=data_format, keepdims=False)
     fc1, norm = params["fc1"], params["norm"]
-    x = F.gelu(F.linear(x, fc1["weight"], fc1.get("bias")))
+    x = F.linear(x, fc1["weight"], fc1.get("bias"))
+    with name_scope("act"):
+        x = F.gelu(x)
     x = F.layer_norm(x, norm["weight"], norm["bias"], 1e-6, axis=-1)
     if pre_logits:
         return x
     if train and cfg.drop_rate > 0.0:
         if key is None:
             raise TypeError("lucid.nn.MlpHead: training with drop_rate > 0 needs a random key")
-        x = F.dropout(x, cfg.drop_rate, _random.fold_in(key, _HEAD_DROPOUT_CALL), train=True)
+        with name_scope("drop"):
+            x = F.dropout(x, cfg.drop_rate, _random.fold_in(key, _HEAD_DROPOUT_CALL), train=True)
     if "fc2" not in params:
         return x
     return F.linear(x, params["fc2"]["weight"], params["fc2"].get("bias"))
@@ -235,18 +230,6 @@ class InceptionDWConv2d(Module):
 
     def _run(self, params, state, x, *, train, key, data_format):
         return inception_mixer_apply(params, x, self.mixer_config, data_format=data_format), state
-
-    def layer_info(self, in_shape, name=""):
-        n, _, h, w = in_shape
-        branch = (n, self.gc, h, w)
-        rows = [conv2d_info(f"{name}.{b}", branch, self.gc, self.gc, conv.kernel_size,
-                            padding=conv.padding, groups=self.gc)
-                for b, conv in (("dwconv_hw", self.dwconv_hw), ("dwconv_w", self.dwconv_w),
-                                ("dwconv_h", self.dwconv_h))]
-        info = LayerInfo.group(name, "InceptionDWConv2d", rows,
-                               detail=f"id {self.split_indexes[0]} + 3x{self.gc} ch")
-        info.out_shape = tuple(in_shape)
-        return info
 
     def extra_repr(self):
         return (f"{self.in_chs}, square_kernel_size={self.square_kernel_size}, "
@@ -300,13 +283,6 @@ class MlpHead(Module):
         x = self.global_pool(x)
         x = self.norm(self.act(self.fc1(x)))
         return self.fc2(self.drop(x))
-
-    def layer_info(self, in_shape, name=""):
-        rows, shape = [], tuple(in_shape)
-        for child_name, m in self.named_children():
-            rows.append(m.layer_info(shape, f"{name}.{child_name}" if name else child_name))
-            shape = rows[-1].out_shape
-        return LayerInfo.group(name, "MlpHead", rows)
 
 
 _MLPHead = MlpHead

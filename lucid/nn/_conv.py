@@ -21,6 +21,7 @@ from .._core import Primitive, aval, bind
 from .. import _buffers as buffers
 from ._validate import (check_channel_vector, check_ndim, contiguous, float_array,
                         optional_float_array, same_dtype, where)
+from .._limits import MAX_INDEX, check_alloc
 
 __all__ = ["conv2d"]
 
@@ -279,8 +280,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
       x: input, (N, C, H, W) or with ``data_format="NHWC"`` (N, H, W, C); float32/float64.
       w: weight (O, C // groups, kh, kw), PyTorch's OIHW layout in both data formats.
       b: bias (O,) or None.
-      stride: int or (sh, sw), positive.
-      padding: int, (ph, pw), ((top, bottom), (left, right)), "valid", or "same"
+      stride: int or (sh, sw), in [1, 2**31 - 1].
+      padding: int, (ph, pw), ((top, bottom), (left, right)) in [0, 2**31 - 1], "valid",
+        or "same"
         (stride 1 only; an odd total goes to the bottom/right, as in PyTorch).
       groups: number of channel groups; divides C and O.
       data_format: "NCHW" or "NHWC"; the output uses the same layout.
@@ -306,16 +308,26 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, *, data_format="NCHW"):
                          f"groups = {groups}")
     check_channel_vector(b, O, "conv2d", "b", f"w's {O} output channels")
     sh, sw = _pair(stride, "stride")
-    if sh < 1 or sw < 1:
-        raise ValueError(f"{_OP}: stride must be positive, got {stride!r}")
+    if not (1 <= sh <= MAX_INDEX and 1 <= sw <= MAX_INDEX):
+        raise ValueError(f"{_OP}: stride must be positive (at most 2**31 - 1), got {stride!r}")
     (pt, pb), (pl, pr) = _padding(padding, kh, kw, (sh, sw))
     Ho, Wo = (H + pt + pb - kh) // sh + 1, (W + pl + pr - kw) // sw + 1
     if Ho < 1 or Wo < 1:
         raise ValueError(f"{_OP}: kernel {kh}x{kw} is larger than the padded input "
                          f"{H + pt + pb}x{W + pl + pr} (output would be {Ho}x{Wo})")
     geo = _Geometry(kh, kw, sh, sw, pt, pb, pl, pr, groups, Ho, Wo)
+    _check_sizes(x, geo, O, channels_last)
     return bind(conv2d_p, x, w, b, geo=geo, channels_last=channels_last,
                 path=_select_path(C, O, geo))
+
+
+def _check_sizes(x, geo, O, channels_last):
+    """Refuse outputs (and the general path's im2col buffer) that cannot fit in memory."""
+    N, C = x.shape[0], x.shape[3] if channels_last else x.shape[1]
+    check_alloc(_OP, (N, geo.Ho, geo.Wo, O), x.dtype)
+    if _select_path(C, O, geo) == "general":
+        check_alloc(_OP, (N * geo.Ho * geo.Wo, geo.kh * geo.kw * C), x.dtype,
+                    "im2col buffer")
 
 
 def _check_ranks(x, w, b):
@@ -364,6 +376,8 @@ def _padding(padding, kh, kw, stride):
     else:
         ph, pw = _pair(padding, "padding")
         pads = ((ph, ph), (pw, pw))
-    if min(min(p) for p in pads) < 0:
-        raise ValueError(f"{_OP}: padding must be non-negative, got {padding!r}")
+    if min(min(p) for p in pads) < 0 or max(max(p) for p in pads) > MAX_INDEX:
+        # the upper bound keeps the kernels' index arithmetic inside int64
+        raise ValueError(f"{_OP}: padding must be non-negative (at most 2**31 - 1), "
+                         f"got {padding!r}")
     return pads

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from ._info import conv2d_info, linear_info, op_info
 from ._module import Module, check_positive_int
 from ._spec import ParamSpec
 from .._core import Tracer
@@ -55,9 +54,6 @@ class Identity(Module):
     def _run(self, params, state, x, *, train, key, data_format):
         return x, state
 
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, "Identity", in_shape)
-
 
 class Conv2d(Module):
     """2-D convolution, weight (out, in/groups, kh, kw).
@@ -98,10 +94,6 @@ class Conv2d(Module):
                      data_format=data_format)
         return y, state
 
-    def layer_info(self, in_shape, name=""):
-        return conv2d_info(name, in_shape, self.in_channels, self.out_channels, self.kernel_size,
-                           self.stride, self.padding, self.groups, self.bias)
-
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, groups={self.groups}")
@@ -126,9 +118,6 @@ class Linear(Module):
 
     def _run(self, params, state, x, *, train, key, data_format):
         return F.linear(x, params["weight"], params.get("bias")), state
-
-    def layer_info(self, in_shape, name=""):
-        return linear_info(name, in_shape, self.in_features, self.out_features, self.bias)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.bias}"
@@ -157,9 +146,6 @@ class LayerNorm(Module):
     def _run(self, params, state, x, *, train, key, data_format):
         axis = 1 if (self._channels_first and data_format == "NCHW") else -1
         return F.layer_norm(x, params["weight"], params["bias"], self.eps, axis=axis), state
-
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, type(self).__name__, in_shape, 2 * self.normalized_shape)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}"
@@ -226,9 +212,6 @@ class BatchNorm2d(Module):
         return batch_norm_forward(params, state, x, train=train, eps=self.eps,
                                   momentum=self.momentum, axis=1 if data_format == "NCHW" else -1)
 
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, "BatchNorm2d", in_shape, 2 * self.num_features)
-
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
@@ -247,9 +230,6 @@ class GELU(Module):
 
     def _run(self, params, state, x, *, train, key, data_format):
         return F.gelu(x, approximate=self.approximate), state
-
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, "GELU", in_shape)
 
 
 def _need_key(where, key):
@@ -273,9 +253,6 @@ class Dropout(Module):
         _need_key("Dropout", key)
         return F.dropout(x, self.p, key, train=True), state
 
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, "Dropout", in_shape, detail=f"p={self.p}")
-
 
 class DropPath(Module):
     """Stochastic depth: drops whole samples with rate ``drop_prob`` (training only)."""
@@ -291,9 +268,6 @@ class DropPath(Module):
             return x, state
         _need_key("DropPath", key)
         return F.drop_path(x, self.drop_prob, key, train=True), state
-
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, "DropPath", in_shape, detail=f"p={self.drop_prob}")
 
 
 class AdaptiveAvgPool2d(Module):
@@ -316,10 +290,6 @@ class AdaptiveAvgPool2d(Module):
     def _run(self, params, state, x, *, train, key, data_format):
         return F.global_avg_pool(x, data_format=data_format, keepdims=not self.flatten), state
 
-    def layer_info(self, in_shape, name=""):
-        n, c = in_shape[:2]
-        return op_info(name, "AdaptiveAvgPool2d", (n, c) if self.flatten else (n, c, 1, 1))
-
 
 class Flatten(Module):
     """Flattens every axis after the batch axis (in NCHW order)."""
@@ -327,7 +297,3 @@ class Flatten(Module):
     def _run(self, params, state, x, *, train, key, data_format):
         from .. import numpy as lnp
         return lnp.reshape(x, (x.shape[0], -1)), state
-
-    def layer_info(self, in_shape, name=""):
-        return op_info(name, "Flatten", (in_shape[0], int(np.prod(in_shape[1:]))))
-

@@ -33,14 +33,18 @@ from __future__ import annotations
 
 import collections
 import threading
-import weakref
 
 import numpy as np
 
 from .. import random as _random
 from .._autodiff import Tracer
+from .._core import name_scope
 from ._spec import count_params, materialize
 from ._tree_util import has_leaves, map_with_key, merged_leaves, named_leaves, subtree
+
+# Lazy parameter initialisation is rare and must happen once per module, whichever thread
+# gets there first (an RLock: init may build sub-modules' parameters).
+_LAZY_INIT = threading.RLock()
 
 __all__ = ["Module", "Context", "IncompatibleKeys"]
 
@@ -102,8 +106,9 @@ class Context:
         return None if self.key is None else _random.fold_in(self.key, self.calls)
 
     def call_child(self, name, child, x):
-        y, ns = child._call(subtree(self.params, name), subtree(self.state, name), x,
-                            self.train, self.next_key(), self.data_format)
+        with name_scope(name):   # the child's module path, on its traced equations
+            y, ns = child._call(subtree(self.params, name), subtree(self.state, name), x,
+                                self.train, self.next_key(), self.data_format)
         if has_leaves(ns):
             self.child_states[name] = ns
         return y
@@ -253,17 +258,16 @@ class Module:
         """A sub-module of a model gets its slice from the model (``_root``) before it would
         initialise parameters of its own; True when that gave it its trees."""
         root = self.__dict__.get("_root")
-        root = root() if root is not None else None
         if root is None or root is self:
             return False
         root.params  # noqa: B018 - holds the model's trees, which hands every sub-module its slice
         return self.__dict__.get("_params") is not None
 
     def _set_root(self, root) -> None:
-        """Link this module and its descendants to the model holding their parameters."""
-        ref = weakref.ref(root)
+        """Link this module and its descendants to the model holding their parameters (a
+        plain reference: copy.deepcopy and pickle keep the links inside the copy)."""
         for _, m in self.named_modules():
-            m.__dict__["_root"] = ref
+            m.__dict__["_root"] = root
 
     def named_modules(self, prefix: str = "") -> list:
         """``[(dotted name, module), ...]``: this module (name ``prefix``) and every
@@ -281,9 +285,11 @@ class Module:
     def params(self):
         """The held parameter pytree (initialised from the global random key on first use)."""
         if self.__dict__.get("_params") is None and not self._held_by_root():
-            params, state = self.init(_random._next_global())
-            held = self.__dict__.get("_state")
-            self._hold(params, state if held is None else held)
+            with _LAZY_INIT:  # two threads calling a fresh model must share one init
+                if self.__dict__.get("_params") is None:
+                    params, state = self.init(_random._next_global())
+                    held = self.__dict__.get("_state")
+                    self._hold(params, state if held is None else held)
         return self._params
 
     @params.setter
@@ -297,7 +303,9 @@ class Module:
             if self.__dict__.get("_params") is None and self._held_by_root():
                 return self._state
             if self.__dict__.get("_params") is None:
-                self.reset_parameters()  # builds both
+                with _LAZY_INIT:
+                    if self.__dict__.get("_params") is None:
+                        self.reset_parameters()  # builds both
             else:
                 self._hold(self._params, self._default_state())
         return self._state
@@ -406,16 +414,6 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
-
-    # ---- summary -----------------------------------------------------------------------
-    def layer_info(self, in_shape, name: str = ""):
-        """A :class:`lucid.nn.LayerInfo` tree for an NCHW input shape (used by lucid.summary).
-
-        The default knows the parameter count only; built-in layers also give output shapes
-        and MACs.
-        """
-        from ._info import LayerInfo
-        return LayerInfo(name, type(self).__name__, None, self.num_parameters(), None)
 
 
 def check_positive_int(value, what: str, where: str) -> int:

@@ -3,6 +3,7 @@ import numpy as np
 
 from .._backend import kernels
 from .._core import Primitive, aval, bind
+from .._limits import MAX_INDEX, check_alloc
 from ._validate import check_ndim, contiguous, float_array, where
 
 K = kernels("pool")
@@ -165,6 +166,12 @@ def adaptive_avg_pool2d(x, output_size, *, data_format: str = "NCHW"):
     """
     x, hw = _check_image(x, "adaptive_avg_pool2d", data_format)
     out_hw = _output_size(output_size, hw)
+    # The kernel computes window bounds as i * H // oh in int64: keep both below 2**31.
+    if max(out_hw) > MAX_INDEX or max(hw) > MAX_INDEX:
+        raise ValueError(f"{where('adaptive_avg_pool2d')}: output_size and the input's "
+                         f"spatial size must be at most 2**31 - 1, got {out_hw} and {hw}")
+    n, c = x.shape[0], x.shape[3] if data_format == "NHWC" else x.shape[1]
+    check_alloc(where("adaptive_avg_pool2d"), (n, c) + out_hw, x.dtype)
     nhwc = data_format == "NHWC"
     if out_hw == (1, 1):  # the global mean has a faster, row-parallel kernel
         return _global_avg_pool(x, nhwc=nhwc, keepdims=True)

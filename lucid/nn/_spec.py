@@ -11,6 +11,7 @@ import itertools
 
 import numpy as np
 
+from .._limits import check_alloc
 from .. import random as _random
 from ._tree_util import has_leaves
 
@@ -96,6 +97,7 @@ def _materialize(spec, key, dtype, counter, mode):
         if abstract:
             arr = spec.abstract(dtype)
         else:  # only the random init needs a key (fold_in costs ~20 us a leaf)
+            check_alloc("lucid.nn (model parameters)", spec.shape, dtype, "parameter")
             arr = spec.make(_random.fold_in(key, i) if spec.init == "trunc_normal" else None, dtype)
         return (arr, None) if spec.trainable else (None, arr)
     if isinstance(spec, _module_type()):

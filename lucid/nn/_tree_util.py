@@ -1,14 +1,17 @@
 """Ordered walks over parameter trees, shared by the Module facade and the models.
 
-``lucid.tree`` flattens dicts in sorted key order (JAX semantics). State dicts want
-timm's order instead (the order the model builds its dicts in), so these helpers walk
-dicts in insertion order and lists by index, and join paths with "." exactly like
-``lucid.tree.path_str``.
+``lucid.tree`` flattens plain dicts in sorted key order (JAX semantics). State dicts
+want timm's order instead (the order the model builds its dicts in), so these helpers
+flatten with ``lucid.tree``'s ``key_order="insertion"`` (the same walker: None is an
+empty subtree, lists and tuples by index) and join paths with ``lucid.tree.path_str``.
+:func:`merged_leaves` zips two trees (params and state) by key, which no single-tree
+walk can do.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import tree as _tree
 from .._autodiff import Tracer
 
 
@@ -17,22 +20,15 @@ def is_array(x) -> bool:
     return isinstance(x, (np.ndarray, np.generic, Tracer))
 
 
+def _key(prefix: str, path) -> str:
+    """``prefix`` (ending in "." unless empty) joined with a path, as the old walk did."""
+    return prefix + _tree.path_str(path) if path else prefix[:-1]
+
+
 def named_leaves(tree, prefix: str = "") -> list:
     """``[(key, leaf), ...]`` in insertion order; keys are "."-joined paths."""
-    out: list = []
-    _walk(tree, prefix, out)
-    return out
-
-
-def _walk(tree, prefix, out):
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            _walk(v, f"{prefix}{k}.", out)
-    elif isinstance(tree, (list, tuple)):
-        for i, v in enumerate(tree):
-            _walk(v, f"{prefix}{i}.", out)
-    elif tree is not None:
-        out.append((prefix[:-1], tree))
+    pairs, _ = _tree.flatten_with_path(tree, key_order="insertion")
+    return [(_key(prefix, path), leaf) for path, leaf in pairs]
 
 
 def merged_leaves(params, state, prefix: str = "") -> list:
@@ -65,23 +61,15 @@ def _merge(p, s, prefix, out):
 
 
 def map_with_key(fn, tree, prefix: str = ""):
-    """Rebuild ``tree`` with every leaf replaced by ``fn(key, leaf)`` (same containers)."""
-    if isinstance(tree, dict):
-        return {k: map_with_key(fn, v, f"{prefix}{k}.") for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [map_with_key(fn, v, f"{prefix}{i}.") for i, v in enumerate(tree)]
-    if tree is None:
-        return None
-    return fn(prefix[:-1], tree)
+    """Rebuild ``tree`` with every leaf replaced by ``fn(key, leaf)`` (same containers,
+    dict insertion order kept)."""
+    pairs, treedef = _tree.flatten_with_path(tree, key_order="insertion")
+    return treedef.unflatten([fn(_key(prefix, path), leaf) for path, leaf in pairs])
 
 
 def has_leaves(tree) -> bool:
     """True when the tree holds at least one leaf."""
-    if isinstance(tree, dict):
-        return any(has_leaves(v) for v in tree.values())
-    if isinstance(tree, (list, tuple)):
-        return any(has_leaves(v) for v in tree)
-    return tree is not None
+    return bool(_tree.leaves(tree, key_order="insertion"))
 
 
 def subtree(tree, name: str):

@@ -3,9 +3,12 @@
 Python floats and lists of them become float32 (not NumPy's float64); arrays keep
 their dtype; integer data stays integer (useful for indices).
 """
+import math
+
 import numpy as np
 
 from .._autodiff import Tracer
+from .._limits import check_alloc
 from ._core import DEFAULT_DTYPE, astype, check_shape, err
 
 float32, float64 = np.float32, np.float64
@@ -54,19 +57,29 @@ def array(x, dtype=None):
     return arr.astype(_dtype(dtype, "array", arr.dtype), copy=True)
 
 
+def _sized(shape, dtype, opname):
+    """``shape`` checked, and refused (ValueError naming the op) if it cannot fit in memory."""
+    shape = check_shape(shape, opname)
+    check_alloc(f"lucid.numpy.{opname}", shape, dtype)
+    return shape
+
+
 def zeros(shape, dtype=None):
     """A new array of zeros (float32 by default)."""
-    return np.zeros(check_shape(shape, "zeros"), _dtype(dtype, "zeros"))
+    dt = _dtype(dtype, "zeros")
+    return np.zeros(_sized(shape, dt, "zeros"), dt)
 
 
 def ones(shape, dtype=None):
     """A new array of ones (float32 by default)."""
-    return np.ones(check_shape(shape, "ones"), _dtype(dtype, "ones"))
+    dt = _dtype(dtype, "ones")
+    return np.ones(_sized(shape, dt, "ones"), dt)
 
 
 def full(shape, fill_value, dtype=None):
     """A new array filled with ``fill_value`` (float32 by default)."""
-    return np.full(check_shape(shape, "full"), fill_value, _dtype(dtype, "full"))
+    dt = _dtype(dtype, "full")
+    return np.full(_sized(shape, dt, "full"), fill_value, dt)
 
 
 def _like(x, opname):
@@ -106,9 +119,19 @@ def arange(start, stop=None, step=1, dtype=None):
         raise ValueError(err("arange", "step must not be 0"))
     ints = all(isinstance(a, (int, np.integer)) for a in (lo, hi, step))
     default = np.int64 if ints else DEFAULT_DTYPE
-    return np.arange(lo, hi, step, dtype=_dtype(dtype, "arange", default))
+    dt = _dtype(dtype, "arange", default)
+    span = (hi - lo) / step
+    if not math.isfinite(span):
+        raise ValueError(err("arange", f"start, stop and step must be finite, got "
+                                       f"{(start, stop, step)}"))
+    check_alloc("lucid.numpy.arange", (max(0, math.ceil(span)),), dt)
+    return np.arange(lo, hi, step, dtype=dt)
 
 
 def eye(n, m=None, k=0, dtype=None):
     """An identity-like 2-d array (float32 by default)."""
-    return np.eye(n, m, k, dtype=_dtype(dtype, "eye"))
+    dt = _dtype(dtype, "eye")
+    rows = check_shape(n, "eye")[0]
+    cols = rows if m is None else check_shape(m, "eye")[0]
+    check_alloc("lucid.numpy.eye", (rows, cols), dt)
+    return np.eye(rows, cols, k, dtype=dt)

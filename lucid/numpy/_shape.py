@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .._limits import check_alloc
 from .._core import Primitive, Tracer, aval, bind
 from ._broadcast import sum_to_shape
 from ._core import (as_float_array, broadcast_shapes, check_shape, convert, err,
@@ -374,4 +375,5 @@ def pad(x, pad_width, mode="constant", constant_values=0.0):
     if not isinstance(constant_values, (int, float)) or isinstance(constant_values, bool):
         raise TypeError(err("pad", f"constant_values must be a number, got {constant_values!r}"))
     widths = tuple((int(a), int(b)) for a, b in widths)
+    check_alloc("lucid.numpy.pad", [n + a + b for n, (a, b) in zip(x.shape, widths)], x.dtype)
     return _pad(x, widths=widths, value=float(constant_values))

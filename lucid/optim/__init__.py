@@ -13,9 +13,9 @@ Updates and states keep each parameter's dtype; gradients are cast to it.
 """
 from ._adam import adam, adamw
 from ._base import EmptyState, GradientTransformation, apply_updates, chain, global_norm, identity
-from ._schedules import (Schedule, constant_schedule, cosine_decay_schedule, join_schedules,
-                         linear_schedule, piecewise_constant_schedule, step_schedule,
-                         warmup_cosine_decay_schedule)
+from ._schedules import (Schedule, constant_schedule, cosine_decay_schedule, exponential_decay,
+                         join_schedules, linear_schedule, piecewise_constant_schedule,
+                         step_schedule, warmup_cosine_decay_schedule)
 from ._sgd import SgdState, sgd
 from ._transforms import (ScaleByAdamState, ScaleByScheduleState, TraceState, add_decayed_weights,
                           clip_by_global_norm, default_weight_decay_mask, scale, scale_by_adam,
@@ -28,7 +28,7 @@ __all__ = [
     "apply_updates", "chain", "identity", "global_norm",
     "scale", "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
     "add_decayed_weights", "clip_by_global_norm", "default_weight_decay_mask",
-    "constant_schedule", "linear_schedule", "cosine_decay_schedule",
+    "constant_schedule", "linear_schedule", "cosine_decay_schedule", "exponential_decay",
     "warmup_cosine_decay_schedule", "piecewise_constant_schedule", "step_schedule",
     "join_schedules",
 ]

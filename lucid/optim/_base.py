@@ -18,7 +18,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..tree import PyTreeDef, path_str
+from .. import tree as _tree
+from ..tree import path_str
 
 __all__ = ["GradientTransformation", "EmptyState", "apply_updates", "chain", "identity",
            "global_norm"]
@@ -38,70 +39,51 @@ class EmptyState(NamedTuple):
     """The state of a transformation that keeps none."""
 
 
-_LEAF = PyTreeDef("leaf", None, ())
+def _is_none(x) -> bool:
+    return x is None
 
 
-def flatten_none(tree, path=(), leaves=None, paths=None):
-    """Flatten ``tree`` with ``None`` as a leaf; returns ``(leaves, treedef, paths)``."""
-    if leaves is None:
-        leaves, paths = [], []
-    if isinstance(tree, dict):
-        keys = sorted(tree)
-        kids = [flatten_none(tree[k], path + (k,), leaves, paths)[1] for k in keys]
-        return leaves, PyTreeDef("dict", (type(tree), tuple(keys)), kids), paths
-    if isinstance(tree, (list, tuple)):
-        kids = [flatten_none(c, path + (i,), leaves, paths)[1] for i, c in enumerate(tree)]
-        kind, aux = ("list", len(tree)) if isinstance(tree, list) else ("tuple", type(tree))
-        return leaves, PyTreeDef(kind, aux, kids), paths
-    leaves.append(tree)
-    paths.append(path)
-    return leaves, _LEAF, paths
+def flatten_none(tree):
+    """Flatten ``tree`` with ``None`` as a leaf; returns ``(leaves, treedef, paths)``.
+
+    The walk is :func:`lucid.tree.flatten_with_path` (dicts by sorted key, OrderedDict by
+    insertion): an optimizer state's leaf order is the checkpoint's ``opt/<index>`` order.
+    """
+    pairs, treedef = _tree.flatten_with_path(tree, is_leaf=_is_none)
+    return [leaf for _, leaf in pairs], treedef, [path for path, _ in pairs]
 
 
-def flatten_up_to(treedef: PyTreeDef, tree, where: str) -> list:
+def flatten_up_to(treedef, tree, where: str) -> list:
     """The leaves of ``tree`` at the leaf positions of ``treedef``.
 
     A ``None`` where ``treedef`` has a whole subtree stands for ``None`` at each of its
-    leaves. Any other structural difference raises ``ValueError`` mentioning ``where``.
+    leaves; dicts match by keys and lists/tuples by length. Any other structural
+    difference raises ``ValueError`` mentioning ``where``.
     """
-    out: list = []
-    _up_to(treedef, tree, out, where, ())
+    out = _tree.flatten_up_to(treedef, tree, where=where, lenient=True, none_fills=True)
+    if not any(isinstance(leaf, (dict, list, tuple)) for leaf in out):
+        return out
+    for path, leaf in zip(_paths(treedef), out):
+        if isinstance(leaf, (dict, list, tuple)):
+            raise ValueError(f"{where}: at {describe_path(path)} expected an array or None, got "
+                             f"a {type(leaf).__name__} (the tree does not match the parameters)")
     return out
 
 
-def _up_to(treedef, tree, out, where, path):
-    if treedef.kind == "leaf":
-        if isinstance(tree, (dict, list, tuple)):
-            raise ValueError(f"{where}: at {describe_path(path)} expected an array or None, got "
-                             f"a {type(tree).__name__} (the tree does not match the parameters)")
-        out.append(tree)
-        return
-    if tree is None:
-        out.extend([None] * treedef.num_leaves)
-        return
-    if treedef.kind == "dict":
-        keys = treedef.aux[1]
-        if not isinstance(tree, dict) or len(tree) != len(keys) or set(tree) != set(keys):
-            got = sorted(map(str, tree)) if isinstance(tree, dict) else type(tree).__name__
-            raise ValueError(f"{where}: at {describe_path(path)} expected a dict with keys "
-                             f"{list(map(str, keys))}, got {got} (the tree does not match the "
-                             "parameters)")
-        items = zip(keys, treedef.children)
-    else:
-        if not isinstance(tree, (list, tuple)) or len(tree) != len(treedef.children):
-            got = (f"a sequence of length {len(tree)}" if isinstance(tree, (list, tuple))
-                   else f"a {type(tree).__name__}")
-            raise ValueError(f"{where}: at {describe_path(path)} expected a sequence of length "
-                             f"{len(treedef.children)}, got {got} (the tree does not match the "
-                             "parameters)")
-        items = enumerate(treedef.children)
-    for k, child in items:
-        _up_to(child, tree[k], out, where, path + (k,))
+def _paths(treedef):
+    return [p for p, _ in _tree.flatten_with_path(treedef.unflatten([0] * treedef.num_leaves))[0]]
 
 
 def describe_path(path) -> str:
     """A leaf's path for error messages, e.g. ``'stages.0.gamma'``."""
     return f"'{path_str(path)}'" if path else "the root"
+
+
+def c_array(a, dtype=None) -> np.ndarray:
+    """``a`` as a C-contiguous array (copied only if needed), keeping its shape: unlike
+    ``np.ascontiguousarray``, which turns a 0-d array into shape (1,) and so broke every
+    transform on scalar parameters (a 0-d update no longer matched its parameter)."""
+    return np.asarray(a, dtype=dtype, order="C")
 
 
 def is_float_array(x) -> bool:
@@ -135,7 +117,7 @@ def as_update(name: str, path, g, like) -> np.ndarray:
     if g.shape != like.shape:
         raise ValueError(f"{name}: the update at {describe_path(path)} has shape {g.shape}, but "
                          f"the parameter/state there has shape {like.shape}")
-    return np.ascontiguousarray(g, dtype=like.dtype)
+    return c_array(g, like.dtype)
 
 
 def check_state(name: str, state, cls):
@@ -242,7 +224,7 @@ def global_norm(tree) -> float:
     for leaf in flatten_none(tree)[0]:
         if leaf is None:
             continue
-        leaf = np.ascontiguousarray(leaf)
+        leaf = c_array(leaf)
         if leaf.dtype.type not in _FLOAT:
             raise TypeError(f"lucid.optim.global_norm: leaves must be float32/float64 arrays, "
                             f"got dtype {leaf.dtype}")

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from ._base import check_scalar
 
 __all__ = ["Schedule", "constant_schedule", "linear_schedule", "cosine_decay_schedule",
+           "exponential_decay",
            "warmup_cosine_decay_schedule", "piecewise_constant_schedule", "step_schedule",
            "join_schedules"]
 
@@ -57,6 +58,51 @@ def linear_schedule(init_value: float, end_value: float, transition_steps: int,
             return init_value
         t = min(max(_count(count, name) - begin, 0.0), steps)
         return (init_value - end_value) * (1.0 - t / steps) + end_value
+
+    return schedule
+
+
+def exponential_decay(init_value: float, transition_steps: int, decay_rate: float,
+                      transition_begin: int = 0, staircase: bool = False,
+                      end_value: float | None = None) -> Schedule:
+    """``init_value * decay_rate ** ((step - transition_begin) / transition_steps)``, as
+    ``optax.exponential_decay``: ``init_value`` up to ``transition_begin``; with
+    ``staircase`` the exponent is floored (decay in steps); ``end_value`` bounds the
+    value (a floor when decaying, a ceiling when ``decay_rate > 1``).
+
+    Deliberate difference from Optax: where Optax warns and returns a constant schedule
+    (``transition_steps <= 0``, ``decay_rate == 0``) or clamps a negative
+    ``transition_begin``, lucid raises ValueError; ``decay_rate`` must be positive.
+
+    Args:
+      init_value: the value at (and before) ``transition_begin``.
+      transition_steps: steps per factor of ``decay_rate``, >= 1.
+      decay_rate: the factor per ``transition_steps``, > 0.
+      transition_begin: steps before the decay starts, >= 0.
+      staircase: decay at whole multiples of ``transition_steps`` only.
+      end_value: optional bound on the value.
+    Returns:
+      a schedule ``step -> float``.
+    """
+    name = "exponential_decay"
+    init_value = check_scalar(f"lucid.optim.{name}", "init_value", init_value)
+    steps = _check_steps(name, "transition_steps", transition_steps, 1)
+    rate = check_scalar(f"lucid.optim.{name}", "decay_rate", decay_rate, lo=0.0, lo_open=True)
+    begin = _check_steps(name, "transition_begin", transition_begin, 0)
+    if not isinstance(staircase, bool):
+        raise TypeError(f"lucid.optim.{name}: staircase must be a bool, got {staircase!r}")
+    end = None if end_value is None else check_scalar(f"lucid.optim.{name}", "end_value",
+                                                      end_value)
+    clip = max if rate < 1.0 else min
+
+    def schedule(count):
+        elapsed = _count(count, name) - begin
+        if elapsed <= 0:
+            value = init_value
+        else:
+            p = elapsed / steps
+            value = init_value * rate ** (math.floor(p) if staircase else p)
+        return value if end is None else clip(value, end)
 
     return schedule
 

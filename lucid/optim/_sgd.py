@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._backend import kernels
-from ._base import (GradientTransformation, as_update, check_learning_rate, check_scalar,
+from ._base import (GradientTransformation, as_update, c_array, check_learning_rate, check_scalar,
                     check_state, learning_rate_at, new_count, next_count,
                     zeros_like_params)
 from ._transforms import (default_weight_decay_mask, leaves_of, state_array,
@@ -80,7 +80,7 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False,
 
 def _sgd_leaf(name, path, g, p, buf, wd, scale, momentum, nesterov):
     g = as_update(name, path, g, p)
-    p_flat = np.ascontiguousarray(p, dtype=g.dtype).reshape(-1) if wd != 0.0 else g.reshape(-1)
+    p_flat = c_array(p, g.dtype).reshape(-1) if wd != 0.0 else g.reshape(-1)
     u_out = np.empty_like(g)
     if not momentum:
         K.sgd_update(g.reshape(-1), p_flat, wd, scale, u_out.reshape(-1))

@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._backend import kernels
-from ._base import (EmptyState, GradientTransformation, as_update, check_scalar, check_state,
-                    describe_path, flatten_none, flatten_up_to, global_norm, is_float_array,
-                    learning_rate_at, new_count, next_count, zeros_like_params)
+from ._base import (EmptyState, GradientTransformation, as_update, c_array, check_scalar,
+                    check_state, describe_path, flatten_none, flatten_up_to, global_norm,
+                    is_float_array, learning_rate_at, new_count, next_count, zeros_like_params)
 
 __all__ = ["ScaleByAdamState", "ScaleByScheduleState", "TraceState", "scale",
            "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
@@ -56,7 +56,7 @@ def state_array(name: str, path, s, like: np.ndarray) -> np.ndarray:
         raise ValueError(f"{name}: the optimizer state at {describe_path(path)} has {got}, "
                          f"expected a float array of shape {like.shape} (state from init of "
                          "other params?)")
-    return np.ascontiguousarray(s, dtype=like.dtype)
+    return c_array(s, like.dtype)
 
 
 def weight_decay_mask_leaves(name: str, mask, params, treedef) -> list:
@@ -130,6 +130,12 @@ def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> Gradient
     return scale(sign * lr)
 
 
+def check_nesterov(name: str, nesterov) -> bool:
+    if not isinstance(nesterov, (bool, np.bool_)):
+        raise TypeError(f"{name}: nesterov must be a bool, got {type(nesterov).__name__}")
+    return bool(nesterov)
+
+
 def check_adam_args(name: str, b1, b2, eps, eps_root=0.0):
     return (check_scalar(name, "b1", b1, lo=0.0, hi=1.0, hi_open=True),
             check_scalar(name, "b2", b2, lo=0.0, hi=1.0, hi_open=True),
@@ -139,21 +145,23 @@ def check_adam_args(name: str, b1, b2, eps, eps_root=0.0):
 
 def adam_leaf(name, path, g, p, mu, nu, hyper, wd, scale_):
     """One leaf of Adam(W); returns ``(update, mu, nu)``. ``hyper`` = (b1, b2, eps, eps_root,
-    bc1, bc2). ``p`` is read only when ``wd != 0``."""
+    bc1, bc2, bc1_next, nesterov). ``p`` is read only when ``wd != 0``."""
     g = as_update(name, path, g, p)
     mu, nu = state_array(name, path, mu, p), state_array(name, path, nu, p)
     mu_out, nu_out, u_out = np.empty_like(mu), np.empty_like(nu), np.empty_like(g)
-    p_flat = np.ascontiguousarray(p).reshape(-1) if wd != 0.0 else g.reshape(-1)
+    p_flat = c_array(p).reshape(-1) if wd != 0.0 else g.reshape(-1)
     K.adam_update(g.reshape(-1), p_flat, mu.reshape(-1), nu.reshape(-1), *hyper, scale_, wd,
                   mu_out.reshape(-1), nu_out.reshape(-1), u_out.reshape(-1))
     return u_out, mu_out, nu_out
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-                  eps_root: float = 0.0) -> GradientTransformation:
-    """Adam's preconditioning: ``m_hat / (sqrt(v_hat + eps_root) + eps)`` with bias correction."""
+                  eps_root: float = 0.0, *, nesterov: bool = False) -> GradientTransformation:
+    """Adam's preconditioning: ``m_hat / (sqrt(v_hat + eps_root) + eps)`` with bias correction
+    (``nesterov``: Optax's NAdam ``m_hat``, see :func:`lucid.optim.adam`)."""
     name = "lucid.optim.scale_by_adam"
     b1, b2, eps, eps_root = check_adam_args(name, b1, b2, eps, eps_root)
+    nesterov = check_nesterov(name, nesterov)
 
     def init(params):
         return ScaleByAdamState(new_count(), zeros_like_params(params),
@@ -164,7 +172,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         treedef, paths, _, ups, (mus, nus) = leaves_of(name, updates, params, state.mu, state.nu)
         likes = [mu if is_float_array(mu) else None for mu in mus]
         return adam_tree_update(name, treedef, (paths, ups, likes, mus, nus, [0.0] * len(ups)),
-                                state.count, (b1, b2, eps, eps_root), 1.0)
+                                state.count, (b1, b2, eps, eps_root, nesterov), 1.0)
 
     return GradientTransformation(init, update)
 
@@ -173,11 +181,12 @@ def adam_tree_update(name, treedef, leaves, count, betas_eps, scale_):
     """Adam(W) over one tree's leaves: ``(updates, ScaleByAdamState)``.
 
     ``leaves`` = (paths, updates, likes, mus, nus, weight decays), one entry per leaf;
-    ``betas_eps`` = (b1, b2, eps, eps_root); ``count`` is the state's step count.
+    ``betas_eps`` = (b1, b2, eps, eps_root, nesterov); ``count`` is the state's step count.
     """
-    b1, b2, eps, eps_root = betas_eps
+    b1, b2, eps, eps_root, nesterov = betas_eps
     t = int(count) + 1
-    hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t)
+    hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t, 1.0 - b1 ** (t + 1),
+             bool(nesterov))
     out, new_mu, new_nu = [], [], []
     for path, g, like, mu, nu, wd in zip(*leaves):
         if g is not None:
