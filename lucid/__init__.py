@@ -21,6 +21,8 @@ from . import io, numpy, random, tree  # noqa: E402
 from . import nn, models, optim, data, metrics  # noqa: E402
 from ._autodiff import Tracer, grad, is_tracer, stop_gradient, value_and_grad, vjp
 from ._backend import backend, set_backend, set_num_threads
+from ._device import (Device, DeviceArray, device_get, device_of, device_put, devices,
+                      transfer_counts)
 from ._summary import summary
 
 tree_map = tree.map
@@ -33,4 +35,5 @@ __all__ = [
     "metrics", "summary",
     "grad", "value_and_grad", "vjp", "stop_gradient", "is_tracer", "Tracer",
     "backend", "set_backend", "set_num_threads",
+    "Device", "DeviceArray", "devices", "device_put", "device_get", "device_of", "transfer_counts",
 ]

@@ -83,17 +83,18 @@ def _as3(x):
 
 
 def _check_shapes(a, b, out, trans_a, trans_b):
-    if len(a.shape) not in (2, 3) or len(b.shape) not in (2, 3) or len(out.shape) != max(
-            len(a.shape), len(b.shape)):
+    # As tuples: the simulator's shape objects refuse negative indices.
+    sa, sb, so = tuple(a.shape), tuple(b.shape), tuple(out.shape)
+    if len(sa) not in (2, 3) or len(sb) not in (2, 3) or len(so) != max(len(sa), len(sb)):
         raise ValueError(f"gemm.matmul: expected 2-d or 3-d operands and an out of the larger "
-                         f"rank, got a {tuple(a.shape)}, b {tuple(b.shape)}, out {tuple(out.shape)}")
-    m, ka = (a.shape[-1], a.shape[-2]) if trans_a else (a.shape[-2], a.shape[-1])
-    kb, n = (b.shape[-1], b.shape[-2]) if trans_b else (b.shape[-2], b.shape[-1])
-    batch = max(a.shape[0] if len(a.shape) == 3 else 1, b.shape[0] if len(b.shape) == 3 else 1)
-    want = (m, n) if len(out.shape) == 2 else (batch, m, n)
-    if ka != kb or tuple(out.shape) != want:
+                         f"rank, got a {sa}, b {sb}, out {so}")
+    m, ka = (sa[-1], sa[-2]) if trans_a else (sa[-2], sa[-1])
+    kb, n = (sb[-1], sb[-2]) if trans_b else (sb[-2], sb[-1])
+    batch = max(sa[0] if len(sa) == 3 else 1, sb[0] if len(sb) == 3 else 1)
+    want = (m, n) if len(so) == 2 else (batch, m, n)
+    if ka != kb or so != want:
         raise ValueError(f"gemm.matmul: op(a) is {m}x{ka}, op(b) is {kb}x{n}: expected out "
-                         f"{want} with equal inner sizes, got out {tuple(out.shape)}")
+                         f"{want} with equal inner sizes, got out {so}")
 
 
 def matmul(a, b, out, trans_a=False, trans_b=False):

@@ -4,6 +4,7 @@ threads' float64 partials with a fixed tree (deterministic). ``nchunk`` is accep
 for the CPU signature and unused: the block's tree is the chunking here."""
 import math
 
+import numpy as np
 from numba import cuda, float64
 
 from ._common import RB, block_max, block_sum, launch, launch_reduce
@@ -98,6 +99,6 @@ def max_fwd(x, nchunk, out):
 
 def max_bwd(x, y, g, out):
     """Cotangent g[a, c] of y = max_r x[a, r, c], split evenly among the tied maxima."""
-    count = cuda.device_array((x.shape[0], x.shape[2]), dtype=float64)
+    count = cuda.device_array((x.shape[0], x.shape[2]), dtype=np.float64)
     launch_reduce(_tie_count, x.shape[0] * x.shape[2], x, y, count)
     launch(_max_bwd, out.size, x, y, g, count, out)
