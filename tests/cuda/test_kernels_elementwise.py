@@ -145,3 +145,24 @@ def test_reductions_are_deterministic(rng):
     linear.bias_add_bwd(g, first)
     linear.bias_add_bwd(g, again)
     assert np.array_equal(first.copy_to_host(), again.copy_to_host())
+
+
+@pytest.mark.parametrize("perm", [(0, 2, 3, 1), (3, 1, 0, 2), (1, 0), (0, 1, 2)])
+def test_memory_permute_fill_cast_tile(rng, perm):
+    from lucid.kernels.cuda import memory
+    shape = (2, 3, 4, 5)[:len(perm)]
+    x = rand(rng, shape, np.float32)
+    want = np.ascontiguousarray(x.transpose(perm))
+    dst = cuda.device_array(want.shape, np.float32)
+    memory.permute_copy(cuda.to_device(x), perm, dst)
+    np.testing.assert_array_equal(dst.copy_to_host(), want)
+    memory.fill(dst, -1.5)
+    assert (dst.copy_to_host() == -1.5).all()
+    wide = cuda.device_array(shape, np.float64)
+    memory.cast(cuda.to_device(x), wide)
+    np.testing.assert_array_equal(wide.copy_to_host(), x.astype(np.float64))
+    tiled = cuda.device_array(3 * x.shape[-1], np.float32)
+    memory.tile(cuda.to_device(x[(0,) * (x.ndim - 1)]), 3, tiled)
+    np.testing.assert_array_equal(tiled.copy_to_host(), np.tile(x[(0,) * (x.ndim - 1)], 3))
+    with pytest.raises(ValueError, match="perm"):
+        memory.permute_copy(cuda.to_device(x), perm[:-1] + (9,), dst)

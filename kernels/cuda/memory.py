@@ -1,0 +1,76 @@
+"""Device-side array plumbing the CUDA backend needs where the CPU backend calls NumPy:
+filling, contiguous copies of permuted axes (``np.ascontiguousarray(x.transpose(p))``),
+dtype casts and tiling. Up to 6 dimensions; every output element is one grid-stride item.
+"""
+from numba import cuda, int64
+
+from ._common import _check_args, elementwise_grid, launch
+
+MAX_NDIM = 6
+
+
+@cuda.jit
+def _fill(out, value):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = value
+
+
+@cuda.jit
+def _permute6(src, dst, perm):
+    """dst[d0..d5] = src[s] with s[perm[k]] = d[k] (both 6-d, dst C-contiguous)."""
+    d = cuda.local.array(6, int64)
+    s = cuda.local.array(6, int64)
+    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+        t = i
+        for k in range(5, -1, -1):
+            d[k] = t % dst.shape[k]
+            t //= dst.shape[k]
+        for k in range(6):
+            s[perm[k]] = d[k]
+        dst[d[0], d[1], d[2], d[3], d[4], d[5]] = src[s[0], s[1], s[2], s[3], s[4], s[5]]
+
+
+@cuda.jit
+def _cast(src, dst):
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+@cuda.jit
+def _tile_rows(src, reps, dst):
+    """dst (reps * n,) = src (n,) repeated reps times (np.tile of a 1-d array)."""
+    n = src.size
+    for i in range(cuda.grid(1), n * reps, cuda.gridsize(1)):
+        dst[i] = src[i % n]
+
+
+def fill(out, value):
+    """out[...] = value (out C-contiguous)."""
+    flat = out.reshape(out.size)
+    launch(_fill, out.size, flat, value)
+
+
+def permute_copy(src, perm, dst):
+    """dst = src.transpose(perm), written C-contiguous; src C-contiguous, ndim <= 6."""
+    nd = len(src.shape)
+    if nd > MAX_NDIM or sorted(perm) != list(range(nd)):
+        raise ValueError(f"memory.permute_copy: perm must order {nd} <= {MAX_NDIM} axes, got {perm}")
+    want = tuple(src.shape[p] for p in perm)
+    if tuple(dst.shape) != want:
+        raise ValueError(f"memory.permute_copy: dst must have shape {want}, got {tuple(dst.shape)}")
+    pad = MAX_NDIM - nd
+    perm6 = tuple(range(pad)) + tuple(p + pad for p in perm)
+    src6 = src.reshape((1,) * pad + tuple(src.shape))
+    dst6 = dst.reshape((1,) * pad + want)
+    _check_args(_permute6, (src6, dst6))
+    _permute6[elementwise_grid(dst.size)](src6, dst6, perm6)
+
+
+def cast(src, dst):
+    """dst = src converted to dst's dtype (both C-contiguous, same size)."""
+    launch(_cast, src.size, src.reshape(src.size), dst.reshape(dst.size))
+
+
+def tile(src, reps, dst):
+    """dst = np.tile(src, reps) for a 1-d src."""
+    launch(_tile_rows, src.size * reps, src, reps, dst)
