@@ -1,6 +1,6 @@
 """Device-side array plumbing the CUDA backend needs where the CPU backend calls NumPy:
 filling, contiguous copies of permuted axes (``np.ascontiguousarray(x.transpose(p))``),
-dtype casts and tiling. Up to 6 dimensions; every output element is one grid-stride item.
+dtype casts, tiling along the last axis and kernel flips. Up to 6 dimensions; every output element is one grid-stride item.
 """
 from numba import cuda, int64
 
@@ -37,11 +37,23 @@ def _cast(src, dst):
 
 
 @cuda.jit
-def _tile_rows(src, reps, dst):
-    """dst (reps * n,) = src (n,) repeated reps times (np.tile of a 1-d array)."""
-    n = src.size
-    for i in range(cuda.grid(1), n * reps, cuda.gridsize(1)):
-        dst[i] = src[i % n]
+def _tile_rows(src, dst):
+    """dst (R, reps * n) = each row of src (R, n) repeated reps times."""
+    n = src.shape[1]
+    m = dst.shape[1]
+    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+        dst[i // m, i % m] = src[i // m, (i % m) % n]
+
+
+@cuda.jit
+def _flip2(src, dst):
+    """dst[i, j, c] = src[kh - 1 - i, kw - 1 - j, c]."""
+    kh, kw, C = src.shape
+    for q in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        c = q % C
+        j = (q // C) % kw
+        i = q // (C * kw)
+        dst[i, j, c] = src[kh - 1 - i, kw - 1 - j, c]
 
 
 def fill(out, value):
@@ -71,6 +83,14 @@ def cast(src, dst):
     launch(_cast, src.size, src.reshape(src.size), dst.reshape(dst.size))
 
 
+def flip2(src, dst):
+    """dst = src[::-1, ::-1] for (kh, kw, C) arrays (a kernel's taps reversed)."""
+    launch(_flip2, src.size, src, dst)
+
+
 def tile(src, reps, dst):
-    """dst = np.tile(src, reps) for a 1-d src."""
-    launch(_tile_rows, src.size * reps, src, reps, dst)
+    """dst = np.tile(src, (1,) * (src.ndim - 1) + (reps,)): the last axis repeated reps
+    times (src, dst C-contiguous)."""
+    n = tuple(src.shape)[-1]   # (the simulator's shapes refuse negative indices)
+    rows = src.size // n
+    launch(_tile_rows, src.size * reps, src.reshape(rows, n), dst.reshape(rows, n * reps))
