@@ -24,6 +24,9 @@ import numpy as np
 from numba import cuda
 
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
+if SIMULATOR:
+    from ._simfix import install as _install_simulator_fix
+    _install_simulator_fix()
 
 THREADS = 8 if SIMULATOR else 256     # threads per block, elementwise kernels
 MAX_BLOCKS = 2 if SIMULATOR else 2048  # blocks per launch (grid-stride loops do the rest)
