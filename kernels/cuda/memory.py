@@ -1,6 +1,6 @@
 """Device-side array plumbing the CUDA backend needs where the CPU backend calls NumPy:
 filling, contiguous copies of permuted axes (``np.ascontiguousarray(x.transpose(p))``),
-dtype casts, tiling along the last axis and kernel flips. Up to 6 dimensions; every output element is one grid-stride item.
+dtype casts, broadcasting copies, tiling along the last axis and kernel flips. Up to 6 dimensions; every output element is one grid-stride item.
 """
 from numba import cuda, int64
 
@@ -46,6 +46,21 @@ def _tile_rows(src, dst):
 
 
 @cuda.jit
+def _broadcast6(src, scale, out):
+    """out[o] = src[o clamped to src's size-1 dims] * scale, both 6-d."""
+    o = cuda.local.array(6, int64)
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        t = i
+        for k in range(5, -1, -1):
+            o[k] = t % out.shape[k]
+            t //= out.shape[k]
+        out[o[0], o[1], o[2], o[3], o[4], o[5]] = src[
+            min(o[0], src.shape[0] - 1), min(o[1], src.shape[1] - 1),
+            min(o[2], src.shape[2] - 1), min(o[3], src.shape[3] - 1),
+            min(o[4], src.shape[4] - 1), min(o[5], src.shape[5] - 1)] * scale
+
+
+@cuda.jit
 def _flip2(src, dst):
     """dst[i, j, c] = src[kh - 1 - i, kw - 1 - j, c]."""
     kh, kw, C = src.shape
@@ -81,6 +96,18 @@ def permute_copy(src, perm, dst):
 def cast(src, dst):
     """dst = src converted to dst's dtype (both C-contiguous, same size)."""
     launch(_cast, src.size, src.reshape(src.size), dst.reshape(dst.size))
+
+
+def broadcast(src, scale, out):
+    """out = src * scale broadcast to out's shape (NumPy rules, <= 6 dims; scale 1.0 copies
+    exactly)."""
+    nd = len(out.shape)
+    if nd > MAX_NDIM or len(src.shape) > nd:
+        raise ValueError(f"memory.broadcast: cannot broadcast {tuple(src.shape)} to "
+                         f"{tuple(out.shape)} here (<= {MAX_NDIM} dims)")
+    src6 = src.reshape((1,) * (MAX_NDIM - len(src.shape)) + tuple(src.shape))
+    out6 = out.reshape((1,) * (MAX_NDIM - nd) + tuple(out.shape))
+    launch(_broadcast6, out.size, src6, scale, out6)
 
 
 def flip2(src, dst):
