@@ -70,3 +70,22 @@ def test_mixing_devices_names_both():
         check_same_device("add", gpu, cpu)
     assert check_same_device("add", gpu, 2.0, None, np.float32(1)) == lucid.Device("cuda", 0)
     assert check_same_device("add", cpu, cpu) == lucid.Device("cpu")
+
+
+def test_module_to_moves_params_and_state_and_back():
+    # InceptionNeXt: parameters and BatchNorm buffers (state)
+    model = lucid.models.InceptionNeXt(num_classes=3, depths=(1, 1, 1, 1), dims=(8, 16, 24, 32))
+    host = {k: v.copy() for k, v in model.state_dict().items()}
+    assert model.device == lucid.Device("cpu")
+    assert model.to("cuda") is model and model.device == lucid.Device("cuda", 0)
+    leaves = lucid.tree.leaves((model.params, model.state))
+    assert leaves and all(isinstance(v, lucid.DeviceArray) for v in leaves
+                          if isinstance(v, (np.ndarray, lucid.DeviceArray)))
+    saved = model.state_dict()   # checkpoints always get host arrays
+    assert set(saved) == set(host)
+    for k, v in saved.items():
+        assert isinstance(v, np.ndarray)
+        np.testing.assert_array_equal(v, host[k])
+    model.to("cpu")
+    assert model.device == lucid.Device("cpu")
+    assert all(isinstance(v, np.ndarray) for v in lucid.tree.leaves(model.params))
