@@ -53,16 +53,21 @@ def _check_args(kernel, args):
                             f"(numba.cuda device arrays, e.g. lucid.device_put(x, 'cuda'))")
 
 
-def launch(kernel, n, *args):
-    """Start ``kernel`` over n items with a grid-stride grid, after refusing host arrays."""
+def start(kernel, blocks, threads, args):
+    """The one place a kernel is started (``kernel[blocks, threads](*args)``), after refusing
+    host arrays; a tool can replace it (e.g. to compile every kernel to PTX without a GPU)."""
     _check_args(kernel, args)
-    kernel[elementwise_grid(n)](*args)
+    kernel[blocks, threads](*args)
+
+
+def launch(kernel, n, *args):
+    """Start ``kernel`` over n items with a grid-stride grid."""
+    start(kernel, *elementwise_grid(n), args)
 
 
 def launch_reduce(kernel, n_outputs, *args):
     """Start ``kernel`` with one RB-thread block per reduced output (grid-stride over them)."""
-    _check_args(kernel, args)
-    kernel[reduction_grid(n_outputs)](*args)
+    start(kernel, *reduction_grid(n_outputs), args)
 
 
 def flat(kernel):

@@ -13,6 +13,7 @@ is deterministic.
 """
 from numba import cuda, float64
 
+from . import _common
 from ._common import MAX_BLOCKS, SIMULATOR, _check_args
 
 TILE = 4 if SIMULATOR else 16
@@ -110,4 +111,5 @@ def matmul(a, b, out, trans_a=False, trans_b=False):
     o3 = _as3(out)
     tiles = o3.shape[0] * (-(-o3.shape[1] // TILE)) * (-(-o3.shape[2] // TILE))
     blocks = max(1, min(MAX_BLOCKS, tiles))
-    _gemm_tiled[blocks, (TILE, TILE)](_as3(a), _as3(b), o3, bool(trans_a), bool(trans_b))
+    _common.start(_gemm_tiled, blocks, (TILE, TILE),
+                  (_as3(a), _as3(b), o3, bool(trans_a), bool(trans_b)))

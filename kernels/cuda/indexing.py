@@ -1,7 +1,7 @@
 """Scatter kernel for the backward of indexing (the CUDA twin of ``kernels/cpu/indexing.py``)."""
 from numba import cuda
 
-from ._common import _check_args
+from . import _common
 
 
 @cuda.jit
@@ -15,5 +15,4 @@ def _scatter_add(g, pos, out):
 
 def scatter_add(g, pos, out):
     """out[pos[i]] += g[i] for flat arrays, repeated positions accumulating (np.add.at)."""
-    _check_args(_scatter_add, (g, pos, out))
-    _scatter_add[1, 1](g, pos, out)
+    _common.start(_scatter_add, 1, 1, (g, pos, out))

@@ -4,7 +4,8 @@ dtype casts, broadcasting copies, tiling along the last axis and kernel flips. U
 """
 from numba import cuda, int64
 
-from ._common import _check_args, elementwise_grid, launch
+from . import _common
+from ._common import elementwise_grid, launch
 
 MAX_NDIM = 6
 
@@ -89,8 +90,7 @@ def permute_copy(src, perm, dst):
     perm6 = tuple(range(pad)) + tuple(p + pad for p in perm)
     src6 = src.reshape((1,) * pad + tuple(src.shape))
     dst6 = dst.reshape((1,) * pad + want)
-    _check_args(_permute6, (src6, dst6))
-    _permute6[elementwise_grid(dst.size)](src6, dst6, perm6)
+    _common.start(_permute6, *elementwise_grid(dst.size), (src6, dst6, perm6))
 
 
 def cast(src, dst):

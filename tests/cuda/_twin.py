@@ -3,7 +3,10 @@ compare every array argument afterwards (inputs must be untouched, outputs equal
 import importlib
 
 import numpy as np
+import pytest
 from numba import cuda
+
+from _ptx import ENABLED as PTX_ONLY
 
 
 class Out:
@@ -41,6 +44,8 @@ def twin(family, name, *args, dtype=np.float32, tol=None):
            (cuda.to_device(a) if isinstance(a, np.ndarray) else a) for a in args]
     cpu(*host)
     gpu(*dev)
+    if PTX_ONLY:   # compiled, not run: nothing to compare
+        return host
     rtol, atol = tol if tol is not None else tolerance(dtype)
     for i, (h, d) in enumerate(zip(host, dev)):
         if isinstance(h, np.ndarray):
@@ -49,6 +54,21 @@ def twin(family, name, *args, dtype=np.float32, tol=None):
             np.testing.assert_allclose(got, h, rtol=rtol, atol=atol,
                                        err_msg=f"{family}.{name}: argument {i}")
     return host
+
+
+runs_kernels = pytest.mark.skipif(PTX_ONLY, reason="PTX mode compiles kernels, runs none")
+
+
+def assert_close(got, want, **kwargs):
+    """np.testing.assert_allclose, skipped in PTX mode (kernels were compiled, not run)."""
+    if not PTX_ONLY:
+        np.testing.assert_allclose(got, want, **kwargs)
+
+
+def assert_equal(got, want, **kwargs):
+    """np.testing.assert_array_equal, skipped in PTX mode."""
+    if not PTX_ONLY:
+        np.testing.assert_array_equal(got, want, **kwargs)
 
 
 def rand(rng, shape, dtype, lo=None):

@@ -7,10 +7,21 @@ skipped rather than run on whatever CUDA target numba would find.
 import os
 import sys
 
-_ENABLED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("LUCID_TEST_CUDA") == "1"
+_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+_PTX = os.environ.get("LUCID_CUDA_PTX_CHECK") == "1" and not _SIM
+_ENABLED = _SIM or _PTX or os.environ.get("LUCID_TEST_CUDA") == "1"
 
 if not _ENABLED:
     collect_ignore_glob = ["test_*.py"]
+elif _PTX:   # compile every kernel for sm_90 (tests/cuda/_ptx.py)
+    collect_ignore_glob = ["test_device.py"]
+    sys.path.insert(0, os.path.dirname(__file__))
+    import _ptx
+    _ptx.install()
+
+    def pytest_terminal_summary(terminalreporter):
+        terminalreporter.write_line(f"PTX check: {len(_ptx.compiled)} kernel specialisations "
+                                    f"compiled for sm_{_ptx.CC[0]}{_ptx.CC[1]}")
 else:
     # The simulator runs a block's threads as Python threads and a polling thread that
     # releases them at each syncthreads; with the default 5 ms GIL switch interval every

@@ -9,6 +9,8 @@ import lucid.nn.functional as F
 from lucid import _cuda_ops as ops
 from lucid.nn._conv import _Geometry, _select_path
 
+from _twin import assert_close
+
 DTYPES = [np.float32, np.float64]
 
 
@@ -29,7 +31,7 @@ def _check(got, want, dtype):
         if w is None:
             assert g is None
         else:
-            np.testing.assert_allclose(_host(g), w, **_tol(dtype))
+            assert_close(_host(g), w, **_tol(dtype))
 
 
 # (x NCHW, w, stride, padding, groups): depthwise 7x7 'same', patchify (stem), pointwise,

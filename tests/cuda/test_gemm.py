@@ -7,6 +7,8 @@ from numba import cuda
 from lucid.kernels.cpu import gemm as cpu_gemm
 from lucid.kernels.cuda import gemm
 
+from _twin import assert_close, runs_kernels
+
 CASES = [  # (a shape, b shape, trans_a, trans_b)
     ((5, 7), (7, 6), False, False),      # sizes not multiples of the tile
     ((9, 4), (3, 4), False, True),       # x @ w.T (linear's forward)
@@ -26,16 +28,18 @@ def test_matmul_matches_numpy(sa, sb, ta, tb, dtype):
     out = cuda.device_array(want.shape, dtype)
     gemm.matmul(cuda.to_device(a), cuda.to_device(b), out, trans_a=ta, trans_b=tb)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out.copy_to_host(), want, rtol=tol, atol=tol)
+    assert_close(out.copy_to_host(), want, rtol=tol, atol=tol)
     host_out = np.empty_like(want)
     cpu_gemm.matmul(a, b, host_out, trans_a=ta, trans_b=tb)
     np.testing.assert_allclose(host_out, want, rtol=tol, atol=tol)
 
 
+@runs_kernels
 def test_backend_is_the_tiled_fallback_on_the_simulator():
     assert gemm.backend_name() == "numba-tiled"
 
 
+@runs_kernels
 def test_shape_mismatch_is_refused():
     a, b = cuda.device_array((3, 4), np.float32), cuda.device_array((5, 2), np.float32)
     with pytest.raises(ValueError, match="inner sizes"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from _twin import Out, rand, twin
+from _twin import Out, assert_equal, rand, runs_kernels, twin
 
 DTYPES = [np.float32, np.float64]
 N = 37  # not a multiple of the launch's thread count: the grid-stride tails run
@@ -131,6 +131,7 @@ def test_scatter_add_repeated_positions(rng, dtype):
     twin("indexing", "scatter_add", g, pos, Out(6, dtype, zero=True), dtype=dtype)
 
 
+@runs_kernels
 def test_host_array_is_refused():
     from lucid.kernels.cuda import activation
     x = np.ones(4, np.float32)
@@ -138,6 +139,7 @@ def test_host_array_is_refused():
         activation.relu_fwd(x, cuda.device_array(4, np.float32))
 
 
+@runs_kernels
 def test_reductions_are_deterministic(rng):
     from lucid.kernels.cuda import linear
     g = cuda.to_device(rand(rng, (50, 3), np.float32))
@@ -155,14 +157,14 @@ def test_memory_permute_fill_cast_tile(rng, perm):
     want = np.ascontiguousarray(x.transpose(perm))
     dst = cuda.device_array(want.shape, np.float32)
     memory.permute_copy(cuda.to_device(x), perm, dst)
-    np.testing.assert_array_equal(dst.copy_to_host(), want)
+    assert_equal(dst.copy_to_host(), want)
     memory.fill(dst, -1.5)
-    assert (dst.copy_to_host() == -1.5).all()
+    assert_equal(dst.copy_to_host(), np.full(want.shape, -1.5, np.float32))
     wide = cuda.device_array(shape, np.float64)
     memory.cast(cuda.to_device(x), wide)
-    np.testing.assert_array_equal(wide.copy_to_host(), x.astype(np.float64))
+    assert_equal(wide.copy_to_host(), x.astype(np.float64))
     tiled = cuda.device_array(3 * x.shape[-1], np.float32)
     memory.tile(cuda.to_device(x[(0,) * (x.ndim - 1)]), 3, tiled)
-    np.testing.assert_array_equal(tiled.copy_to_host(), np.tile(x[(0,) * (x.ndim - 1)], 3))
+    assert_equal(tiled.copy_to_host(), np.tile(x[(0,) * (x.ndim - 1)], 3))
     with pytest.raises(ValueError, match="perm"):
         memory.permute_copy(cuda.to_device(x), perm[:-1] + (9,), dst)
