@@ -11,9 +11,11 @@ caller and passed in); each launcher starts one or more ``@cuda.jit`` kernels.
   launches are tiny (a few blocks of 8 threads) and the same loops do the work.
 - Deterministic reductions, no float atomics: every reduced value is owned by one block
   (:data:`RB` threads) that strides over its inputs in a fixed pattern and combines the
-  per-thread partials with a fixed shared-memory tree (:func:`block_sum`). Results are
-  the same run to run (they depend on RB, which is fixed per build: 128 on a GPU, 8 in
-  the simulator). Accumulation is float64, as on the CPU.
+  per-thread partials with a fixed shared-memory tree (:func:`block_sum`). Sums over the
+  rows of a channels-last array use (CW columns x RL row lanes) blocks instead, so a
+  warp reads CW adjacent channels (:func:`column_sum`). Results are the same run to run
+  (they depend on RB, CW, fixed per build: 128 and 32 on a GPU, 8 and 4 in the
+  simulator). Accumulation is float64, as on the CPU.
 - Launchers refuse host (NumPy) arrays: Numba would silently copy them to the device and
   back, a hidden host round trip; :func:`launch` names the offending argument.
 """
@@ -27,10 +29,19 @@ SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 if SIMULATOR:
     from ._simfix import install as _install_simulator_fix
     _install_simulator_fix()
+else:
+    # Small launches (tiny layers, per-channel vectors) are expected, not a mistake: numba's
+    # "grid size will likely result in GPU under-utilization" warning would fire on each.
+    from numba.cuda.core import config as _cuda_config
+    _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 THREADS = 8 if SIMULATOR else 256     # threads per block, elementwise kernels
 MAX_BLOCKS = 2 if SIMULATOR else 2048  # blocks per launch (grid-stride loops do the rest)
 RB = 8 if SIMULATOR else 128           # threads per block of a reduction (a power of 2)
+# Column reductions (sums over rows of a (rows, C) array, C contiguous) use 2-d blocks:
+# CW adjacent columns (threadIdx.x: coalesced reads) x RL row lanes (threadIdx.y).
+CW = 4 if SIMULATOR else 32
+RL = RB // CW
 
 
 def elementwise_grid(n):
@@ -42,6 +53,11 @@ def elementwise_grid(n):
 def reduction_grid(n_outputs):
     """(blocks, RB) for a launch with one block per reduced output (grid-stride over outputs)."""
     return max(1, min(MAX_BLOCKS, int(n_outputs))), RB
+
+
+def column_groups(cols):
+    """How many CW-wide column groups cover ``cols`` columns."""
+    return (int(cols) + CW - 1) // CW
 
 
 def _check_args(kernel, args):
@@ -68,6 +84,11 @@ def launch(kernel, n, *args):
 def launch_reduce(kernel, n_outputs, *args):
     """Start ``kernel`` with one RB-thread block per reduced output (grid-stride over them)."""
     start(kernel, *reduction_grid(n_outputs), args)
+
+
+def launch_columns(kernel, n_groups, *args):
+    """Start ``kernel`` with one (CW, RL) block per group of CW columns (grid-stride)."""
+    start(kernel, max(1, min(MAX_BLOCKS, int(n_groups))), (CW, RL), args)
 
 
 def flat(kernel):
@@ -97,6 +118,25 @@ def block_sum(v, buf):
         s //= 2
     total = buf[0]
     cuda.syncthreads()  # buf may be reused right after
+    return total
+
+
+@cuda.jit(device=True, inline=True)
+def column_sum(v, buf):
+    """The sum over a (CW, RL) block's row lanes of ``v``, per column lane, in a fixed tree
+    (float64). ``buf`` is a shared (RL, CW) float64 array; every thread must call this."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    buf[ty, tx] = v
+    cuda.syncthreads()
+    s = RL // 2
+    while s > 0:
+        if ty < s:
+            buf[ty, tx] += buf[ty + s, tx]
+        cuda.syncthreads()
+        s //= 2
+    total = buf[0, tx]
+    cuda.syncthreads()
     return total
 
 

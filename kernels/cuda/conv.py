@@ -9,8 +9,8 @@ tree (see ``_common``). GEMMs are the caller's, through ``gemm.py``.
 """
 from numba import cuda, float64
 
-from ._common import RB, block_sum, launch, launch_reduce
-from .linear import _column_sums
+from ._common import CW, RL, column_groups, column_sum, launch, launch_columns
+from .linear import column_sums
 
 
 @cuda.jit(device=True, inline=True)
@@ -62,27 +62,30 @@ def _depthwise_bwd_x(g, w, sh, sw, pt, pl, gx):
 
 @cuda.jit
 def _depthwise_bwd_w(g, x, sh, sw, pt, pl, gw):
-    """gw[i, j, c] = sum over output pixels of g * the input pixel tap (i, j) read."""
-    buf = cuda.shared.array(RB, float64)
+    """gw[i, j, c] = sum over output pixels of g * the input pixel tap (i, j) read: one block
+    per (tap, CW channels), row lanes over the pixels (coalesced along c), fixed tree."""
+    buf = cuda.shared.array((RL, CW), float64)
     N, H, W = x.shape[0], x.shape[1], x.shape[2]
     Ho, Wo, C = g.shape[1], g.shape[2], g.shape[3]
     kw = gw.shape[1]
+    groups = (C + CW - 1) // CW
     count = N * Ho * Wo
-    for q in range(cuda.blockIdx.x, gw.size, cuda.gridDim.x):
-        c = q % C
-        j = (q // C) % kw
-        i = q // (C * kw)
+    for q in range(cuda.blockIdx.x, gw.shape[0] * kw * groups, cuda.gridDim.x):
+        c = (q % groups) * CW + cuda.threadIdx.x
+        j = (q // groups) % kw
+        i = q // (groups * kw)
         s = 0.0
-        for p in range(cuda.threadIdx.x, count, RB):
-            ow = p % Wo
-            oh = (p // Wo) % Ho
-            n = p // (Wo * Ho)
-            ih = oh * sh - pt + i
-            iw = ow * sw - pl + j
-            if 0 <= ih < H and 0 <= iw < W:
-                s += g[n, oh, ow, c] * x[n, ih, iw, c]
-        total = block_sum(s, buf)
-        if cuda.threadIdx.x == 0:
+        if c < C:
+            for p in range(cuda.threadIdx.y, count, RL):
+                ow = p % Wo
+                oh = (p // Wo) % Ho
+                n = p // (Wo * Ho)
+                ih = oh * sh - pt + i
+                iw = ow * sw - pl + j
+                if 0 <= ih < H and 0 <= iw < W:
+                    s += g[n, oh, ow, c] * x[n, ih, iw, c]
+        total = column_sum(s, buf)
+        if cuda.threadIdx.y == 0 and c < C:
             gw[i, j, c] = total
 
 
@@ -98,9 +101,10 @@ def depthwise_bwd_x(g, w, sh, sw, pt, pl, gx):
 
 def depthwise_bwd_w(g, x, sh, sw, pt, pl, gw, gb):
     """Gradients w.r.t. w and b: g (N, Ho, Wo, C), x (N, H, W, C) -> gw (kh, kw, C), gb (C,)."""
-    launch_reduce(_depthwise_bwd_w, gw.size, g, x, sh, sw, pt, pl, gw)
+    groups = column_groups(g.shape[3])
+    launch_columns(_depthwise_bwd_w, gw.shape[0] * gw.shape[1] * groups, g, x, sh, sw, pt, pl, gw)
     C = g.shape[3]
-    launch_reduce(_column_sums, C, g.reshape(g.size // C, C), gb)
+    column_sums(g.reshape(g.size // C, C), gb)
 
 
 @cuda.jit
@@ -206,4 +210,4 @@ def bias_add(y, b):
 
 def bias_grad(g, gb):
     """gb = g.sum(axis=0) for g (M, O) (float64, deterministic)."""
-    launch_reduce(_column_sums, g.shape[1], g, gb)
+    column_sums(g, gb)

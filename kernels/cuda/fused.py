@@ -1,7 +1,7 @@
 """Fused layer-scale + residual kernels (the CUDA twin of ``kernels/cpu/fused.py``)."""
 from numba import cuda, float64
 
-from ._common import RB, block_sum, launch, launch_reduce
+from ._common import CW, RL, column_groups, column_sum, launch, launch_columns
 
 
 @cuda.jit
@@ -33,20 +33,22 @@ def _scale_grad_rows(g, gamma, gy):
 
 @cuda.jit
 def _scale_grad_columns(g, y, b, gamma, ggamma, gb, with_bias):
-    """ggamma[c] = sum_r g * (y + b); gb[c] = sum_r g * gamma (when with_bias): one block
-    per column, fixed tree (float64)."""
-    buf = cuda.shared.array(RB, float64)
+    """ggamma[c] = sum_r g * (y + b); gb[c] = gamma * sum_r g (when with_bias): one block
+    per CW columns, fixed tree (float64)."""
+    buf = cuda.shared.array((RL, CW), float64)
     rows, cols = g.shape
-    for c in range(cuda.blockIdx.x, cols, cuda.gridDim.x):
-        bc = b[c] if with_bias else 0.0
+    for grp in range(cuda.blockIdx.x, (cols + CW - 1) // CW, cuda.gridDim.x):
+        c = grp * CW + cuda.threadIdx.x
         s = 0.0
         sg = 0.0
-        for r in range(cuda.threadIdx.x, rows, RB):
-            s += g[r, c] * (y[r, c] + bc)
-            sg += g[r, c]
-        total = block_sum(s, buf)
-        total_g = block_sum(sg, buf)
-        if cuda.threadIdx.x == 0:
+        if c < cols:
+            bc = b[c] if with_bias else 0.0
+            for r in range(cuda.threadIdx.y, rows, RL):
+                s += g[r, c] * (y[r, c] + bc)
+                sg += g[r, c]
+        total = column_sum(s, buf)
+        total_g = column_sum(sg, buf)
+        if cuda.threadIdx.y == 0 and c < cols:
             ggamma[c] = total
             if with_bias:
                 gb[c] = total_g * gamma[c]
@@ -60,7 +62,8 @@ def scale_residual_fwd(x, y, gamma, out):
 def scale_residual_bwd(g, y, gamma, gy, ggamma):
     """gy = g * gamma and ggamma = sum over rows of g * y (float64 accumulation)."""
     launch(_scale_grad_rows, g.size, g, gamma, gy)
-    launch_reduce(_scale_grad_columns, g.shape[1], g, y, gamma, gamma, ggamma, ggamma, False)
+    launch_columns(_scale_grad_columns, column_groups(g.shape[1]), g, y, gamma, gamma, ggamma,
+                   ggamma, False)
 
 
 def bias_scale_residual_fwd(x, y, b, gamma, out):
@@ -71,4 +74,5 @@ def bias_scale_residual_fwd(x, y, b, gamma, out):
 def bias_scale_residual_bwd(g, y, b, gamma, gy, ggamma, gb):
     """gy = g * gamma; ggamma = sum over rows of g * (y + b); gb = sum over rows of gy."""
     launch(_scale_grad_rows, g.size, g, gamma, gy)
-    launch_reduce(_scale_grad_columns, g.shape[1], g, y, b, gamma, ggamma, gb, True)
+    launch_columns(_scale_grad_columns, column_groups(g.shape[1]), g, y, b, gamma, ggamma, gb,
+                   True)

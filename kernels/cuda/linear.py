@@ -2,7 +2,7 @@
 are in ``gemm.py``)."""
 from numba import cuda, float64
 
-from ._common import RB, block_sum, launch, launch_reduce
+from ._common import CW, RL, column_groups, column_sum, launch, launch_columns
 
 
 @cuda.jit
@@ -16,16 +16,23 @@ def _bias_add_fwd(y, b, out):
 
 @cuda.jit
 def _column_sums(g, out):
-    """out[c] = sum over rows of g[r, c]: one block per column, fixed tree (float64)."""
-    buf = cuda.shared.array(RB, float64)
+    """out[c] = sum over rows of g[r, c]: one block per CW columns, fixed tree (float64)."""
+    buf = cuda.shared.array((RL, CW), float64)
     rows, cols = g.shape
-    for c in range(cuda.blockIdx.x, cols, cuda.gridDim.x):
+    for grp in range(cuda.blockIdx.x, (cols + CW - 1) // CW, cuda.gridDim.x):
+        c = grp * CW + cuda.threadIdx.x
         s = 0.0
-        for r in range(cuda.threadIdx.x, rows, RB):
-            s += g[r, c]
-        total = block_sum(s, buf)
-        if cuda.threadIdx.x == 0:
+        if c < cols:
+            for r in range(cuda.threadIdx.y, rows, RL):
+                s += g[r, c]
+        total = column_sum(s, buf)
+        if cuda.threadIdx.y == 0 and c < cols:
             out[c] = total
+
+
+def column_sums(g, out):
+    """out[c] = sum over rows of g[r, c] for g (M, C) (float64, deterministic)."""
+    launch_columns(_column_sums, column_groups(g.shape[1]), g, out)
 
 
 def bias_add_fwd(y, b, out):
@@ -35,4 +42,4 @@ def bias_add_fwd(y, b, out):
 
 def bias_add_bwd(g, out):
     """out[c] = sum over rows of g[r, c] (float64, deterministic), for g (M, N)."""
-    launch_reduce(_column_sums, g.shape[1], g, out)
+    column_sums(g, out)

@@ -9,7 +9,8 @@ import math
 
 from numba import cuda, float64
 
-from ._common import RB, block_sum, launch, launch_reduce
+from ._common import (CW, RB, RL, block_sum, column_groups, column_sum, launch, launch_columns,
+                      launch_reduce)
 
 
 @cuda.jit
@@ -56,18 +57,21 @@ def _layer_norm_bwd_x(g, x, w, mean, rstd, dx):
 
 @cuda.jit
 def _layer_norm_bwd_wb(g, x, mean, rstd, dw, db):
-    buf = cuda.shared.array(RB, float64)
+    """dw, db: sums over rows, one block per CW columns (coalesced), fixed tree."""
+    buf = cuda.shared.array((RL, CW), float64)
     rows, cols = x.shape
-    for c in range(cuda.blockIdx.x, cols, cuda.gridDim.x):
+    for grp in range(cuda.blockIdx.x, (cols + CW - 1) // CW, cuda.gridDim.x):
+        c = grp * CW + cuda.threadIdx.x
         sw = 0.0
         sb = 0.0
-        for r in range(cuda.threadIdx.x, rows, RB):
-            gi = g[r, c]
-            sw += gi * ((x[r, c] - mean[r]) * rstd[r])
-            sb += gi
-        tw = block_sum(sw, buf)
-        tb = block_sum(sb, buf)
-        if cuda.threadIdx.x == 0:
+        if c < cols:
+            for r in range(cuda.threadIdx.y, rows, RL):
+                gi = g[r, c]
+                sw += gi * ((x[r, c] - mean[r]) * rstd[r])
+                sb += gi
+        tw = column_sum(sw, buf)
+        tb = column_sum(sb, buf)
+        if cuda.threadIdx.y == 0 and c < cols:
             dw[c] = tw
             db[c] = tb
 
@@ -80,7 +84,7 @@ def layer_norm_fwd(x, w, b, eps, out, mean, rstd):
 def layer_norm_bwd(g, x, w, mean, rstd, dx, dw, db):
     """Cotangents of layer_norm: dx (R, C), and dw, db (C,) summed over rows."""
     launch_reduce(_layer_norm_bwd_x, x.shape[0], g, x, w, mean, rstd, dx)
-    launch_reduce(_layer_norm_bwd_wb, x.shape[1], g, x, mean, rstd, dw, db)
+    launch_columns(_layer_norm_bwd_wb, column_groups(x.shape[1]), g, x, mean, rstd, dw, db)
 
 
 # ---- batch norm: (rows, C) is seen as (rows, C, 1), so one body serves both layouts ----
