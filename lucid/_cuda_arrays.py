@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from ._cuda_ops import empty, permuted
 from .kernels.cuda import binary as KB

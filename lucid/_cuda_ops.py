@@ -151,7 +151,7 @@ def _general_bwd(g, x, w, b, geo):
 def conv2d_fwd(x, w, b, geo, path, channels_last):
     """The convolution (``path`` from ``lucid.nn._conv._select_path``) -> out."""
     xh = x if channels_last else permuted(x, (0, 2, 3, 1))
-    N, C, O = xh.shape[0], xh.shape[3], w.shape[0]
+    N, O = xh.shape[0], w.shape[0]
     if path == "depthwise":
         out = _depthwise_fwd(xh, w, b, geo)
     elif path in ("pointwise", "patchify"):
