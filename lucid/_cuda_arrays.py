@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-
 from ._cuda_ops import empty, permuted
 from .kernels.cuda import binary as KB
 from .kernels.cuda import elementwise as KE
