@@ -9,7 +9,7 @@ import lucid.nn.functional as F
 from lucid import _cuda_ops as ops
 from lucid.nn._conv import _Geometry, _select_path
 
-from _twin import assert_close
+from _twin import assert_close, runs_kernels
 
 DTYPES = [np.float32, np.float64]
 
@@ -93,3 +93,38 @@ def test_linear(dtype, wshape):
     xd, wd, bd, gd = _dev(x, w, b, g)
     _check([ops.linear_fwd(xd, wd, bd)], [out], dtype)
     _check(ops.linear_bwd(gd, xd, wd, bd), vjp_fn(g), dtype)
+
+
+@runs_kernels
+def test_a_convnext_block_never_copies_to_the_host():
+    """dwconv -> LN -> fc1 -> bias+GELU -> fc2 -> layer scale + residual, forward and
+    backward through the device bodies: no device->host copy at any level."""
+    from _count import device_to_host_copies
+    from lucid import _cuda_layers as L
+    rng = np.random.default_rng(3)
+    C, N, H, W = 4, 2, 5, 5
+    x = cuda.to_device(rng.standard_normal((N, H, W, C)).astype(np.float32))
+    def dev(*shape):
+        return cuda.to_device(rng.standard_normal(shape).astype(np.float32))
+
+    wd, bd, ln_w, ln_b, gamma = dev(C, 1, 7, 7), dev(C), dev(C), dev(C), dev(C)
+    w1, b1, w2 = dev(4 * C, C), dev(4 * C), dev(C, 4 * C)
+    geo = _Geometry(7, 7, 1, 1, 3, 3, 3, 3, C, H, W)
+    with device_to_host_copies() as seen:
+        y = ops.conv2d_fwd(x, wd, bd, geo, "depthwise", True)
+        z, mean, rstd = L.layer_norm_fwd(y, ln_w, ln_b, 1e-6, 3)
+        h = ops.linear_fwd(z, w1, None)
+        a = L.bias_gelu_fwd(h, b1)
+        m = ops.linear_fwd(a, w2, None)
+        out = L.scale_residual_fwd(x, m, gamma)
+        g = out   # any cotangent on the device
+        gx, gm, _, _ = L.scale_residual_bwd(g, m, gamma)
+        ga, _, _ = ops.linear_bwd(gm, a, w2, None)
+        gh, _ = L.bias_gelu_bwd(ga, h, b1)
+        gz, _, _ = ops.linear_bwd(gh, z, w1, None)
+        gy, _, _ = L.layer_norm_bwd(gz, y, ln_w, ln_b, mean, rstd, 3)
+        ops.conv2d_bwd(gy, x, wd, bd, geo, "depthwise", True)
+    assert seen == []
+    with device_to_host_copies() as seen:   # the counter does see a readout
+        out.copy_to_host()
+    assert seen == [tuple(out.shape)]
