@@ -102,7 +102,7 @@ def _power_bwd(g, x, y, out, gx, gy):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         a = x[i]
         b = y[i]
-        gx[i] = 0.0 if b == 0 else g[i] * b * a ** (b - 1)
+        gx[i] = g[i] * b * a ** (b - 1)   # JAX's rule: no special case (nan at 0 ** 0)
         if a == 0:
             gy[i] = 0.0
         elif a > 0:

@@ -92,8 +92,7 @@ def _abs_fwd(x, out):
 @cuda.jit
 def _abs_bwd(g, x, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        v = x[i]
-        out[i] = g[i] if v > 0 else (-g[i] if v < 0 else 0.0)
+        out[i] = g[i] if x[i] >= 0 else -g[i]   # JAX's rule: +g at 0 and -0, -g at NaN
 
 
 @cuda.jit

@@ -9,16 +9,21 @@ from ._common import RB, block_sum, flat, launch_reduce
 
 
 @cuda.jit
-def _adam_update(g, p, mu, nu, b1, b2, eps, eps_root, bc1, bc2, scale, wd,
+def _adam_update(g, p, mu, nu, b1, b2, eps, eps_root, bc1, bc2, bc1_next, nesterov, scale, wd,
                  mu_out, nu_out, u_out):
-    """u = scale * (m_hat / (sqrt(v_hat + eps_root) + eps) + wd * p)."""
+    """u = scale * (m_hat / (sqrt(v_hat + eps_root) + eps) + wd * p); with ``nesterov``
+    (NAdam) m_hat = b1 * m / bc1_next + (1 - b1) * g / bc1."""
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         gi = g[i]
         m = b1 * mu[i] + (1.0 - b1) * gi
         v = b2 * nu[i] + (1.0 - b2) * gi * gi
         mu_out[i] = m
         nu_out[i] = v
-        step = (m / bc1) / (math.sqrt(v / bc2 + eps_root) + eps)
+        if nesterov:
+            m_hat = b1 * (m / bc1_next) + (1.0 - b1) * (gi / bc1)
+        else:
+            m_hat = m / bc1
+        step = m_hat / (math.sqrt(v / bc2 + eps_root) + eps)
         if wd != 0.0:
             step += wd * p[i]
         u_out[i] = scale * step

@@ -102,8 +102,10 @@ def test_optimizers(rng, dtype):
     g, p, mu, nu = (rand(rng, N, dtype) for _ in range(4))
     nu = np.abs(nu)
     for wd in (0.0, 0.05):
-        twin("optim", "adam_update", g, p, mu, nu, 0.9, 0.999, 1e-8, 0.0, 1 - 0.9 ** 3,
-             1 - 0.999 ** 3, -1e-3, wd, Out(N, dtype), Out(N, dtype), Out(N, dtype), dtype=dtype)
+        for nesterov in (False, True):
+            twin("optim", "adam_update", g, p, mu, nu, 0.9, 0.999, 1e-8, 0.0, 1 - 0.9 ** 3,
+                 1 - 0.999 ** 3, 1 - 0.9 ** 4, nesterov, -1e-3, wd, Out(N, dtype), Out(N, dtype),
+                 Out(N, dtype), dtype=dtype)
         twin("optim", "sgd_update", g, p, wd, -0.1, Out(N, dtype), dtype=dtype)
         for nesterov in (False, True):
             twin("optim", "sgd_momentum_update", g, p, mu, 0.9, nesterov, wd, -0.1,
