@@ -127,6 +127,7 @@ class DeviceArray:
 
     __slots__ = ("raw", "device")
     __array_priority__ = 1000
+    __lucid_backend__ = "cuda"   # the core dispatches a primitive to its "cuda" impl
 
     def __init__(self, raw, device: Device):
         self.raw, self.device = raw, device
@@ -198,6 +199,7 @@ def _is_host_array(x) -> bool:
 
 def _to_device(x, device: Device) -> DeviceArray:
     cuda = _cuda()
+    _install_impls()
     host = np.asarray(x)
     if not host.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
         host = np.ascontiguousarray(host)
@@ -205,6 +207,16 @@ def _to_device(x, device: Device) -> DeviceArray:
         raw = cuda.to_device(host)
     _count("host_to_device")
     return DeviceArray(raw, device)
+
+
+def _install_impls():
+    """Register the CUDA primitive impls with the core (where this lucid has one)."""
+    try:
+        from . import _core  # noqa: F401  (the primitives-as-data core)
+    except ImportError:
+        return
+    from ._cuda_impls import install
+    install()
 
 
 def _put_leaf(x, device: Device):
