@@ -229,6 +229,13 @@ def _put_leaf(x, device: Device):
     return x if device == CPU else _to_device(x, device)
 
 
+def zeros_on(like) -> DeviceArray:
+    """Zeros with ``like``'s shape and dtype on ``like``'s device (a DeviceArray)."""
+    from ._cuda_ops import zeros
+    with _cuda().gpus[like.device.id]:
+        return DeviceArray(zeros(like.shape, like.dtype), like.device)
+
+
 def device_put(tree, device="cuda"):
     """Copy every array leaf of ``tree`` to ``device`` (JAX's ``jax.device_put``).
 

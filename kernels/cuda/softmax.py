@@ -1,6 +1,9 @@
 """Softmax, log-softmax and fused cross-entropy over rows of x (R, K) (the CUDA twin of
 ``kernels/cpu/softmax.py``). One block per row: the row max and the float64 row sums
-come from fixed shared-memory trees, so results are deterministic."""
+come from fixed shared-memory trees, so results are deterministic.
+
+Labels are not range-checked on the host here (that would cost a device->host copy per
+step): a label outside [0, K) is never used as an index; its row's loss is NaN."""
 import math
 
 from numba import cuda, float64
@@ -86,7 +89,11 @@ def _cross_entropy_fwd(x, labels, smoothing, loss, lse):
         sx = block_sum(sx, buf)
         if cuda.threadIdx.x == 0:
             lse[r] = lr
-            loss[r] = lr - (1.0 - smoothing) * x[r, labels[r]] - smoothing / k * sx
+            label = labels[r]
+            if 0 <= label < k:
+                loss[r] = lr - (1.0 - smoothing) * x[r, label] - smoothing / k * sx
+            else:   # never read outside the row: an invalid label makes the loss NaN
+                loss[r] = math.nan
 
 
 @cuda.jit
