@@ -70,7 +70,7 @@ def sub_key(key, i: int):
 
 def check_input(x, in_chans: int, min_size: int, dtype, where: str):
     """Validate an NCHW image batch; non-float32/64 or mismatched arrays are cast to ``dtype``."""
-    if not isinstance(x, (np.ndarray, Tracer)):
+    if not isinstance(x, (np.ndarray, Tracer)) and getattr(x, "__lucid_backend__", None) is None:
         try:
             x = np.asarray(x)
         except Exception as e:  # noqa: BLE001 - re-raised with context
@@ -85,8 +85,8 @@ def check_input(x, in_chans: int, min_size: int, dtype, where: str):
         raise ValueError(f"{where}: input of shape {tuple(x.shape)} is too small; need N >= 1 and "
                          f"H, W >= {min_size}")
     if x.dtype != dtype:
-        if isinstance(x, Tracer):
-            raise TypeError(f"{where}: traced input has dtype {x.dtype} but the parameters are "
+        if not isinstance(x, np.ndarray):   # a tracer or a device array: no silent cast
+            raise TypeError(f"{where}: input has dtype {x.dtype} but the parameters are "
                             f"{np.dtype(dtype)}; cast one of them")
         x = x.astype(dtype)
     return x

@@ -74,6 +74,12 @@ def _in_params_dtype(x, params):
     return x
 
 
+def _host_or_device(v):
+    """A device array as it is (no hidden copy to the host), anything else as an ndarray."""
+    from .._device import DeviceArray
+    return v if isinstance(v, DeviceArray) else np.asarray(v)
+
+
 class Context:
     """What a module's ``forward`` sees during ``apply`` (``self.ctx``).
 
@@ -314,6 +320,24 @@ class Module:
     def state(self, value):
         self._hold(self.__dict__.get("_params"), value)
 
+    def to(self, device):
+        """Move the held params and state to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``
+        or a :class:`lucid.Device`), as ``torch.nn.Module.to``; returns self.
+
+        Inputs must then live on the same device (``lucid.device_put(x, device)``).
+        """
+        from .._device import device_put
+        self._hold(device_put(self.params, device), device_put(self.state, device))
+        return self
+
+    @property
+    def device(self):
+        """The device of the held parameters (``cpu`` for a parameter-free module)."""
+        from .._device import CPU, device_of
+        for _, leaf in named_leaves(self.params):
+            return device_of(leaf)
+        return CPU
+
     def _hold(self, params, state):
         """Hold new trees and give each submodule its slice (so ``model.conv.params`` is
         ``model.params["conv"]``)."""
@@ -339,7 +363,7 @@ class Module:
 
     def _store_state(self, new_state):
         """Write new buffers into the held ones in place (as PyTorch updates buffers)."""
-        unwrap = lambda _, v: v.value if isinstance(v, Tracer) else np.asarray(v)  # noqa: E731
+        unwrap = lambda _, v: v.value if isinstance(v, Tracer) else _host_or_device(v)  # noqa: E731
         new_state = map_with_key(unwrap, new_state)
         old = dict(named_leaves(self.state))
         new = named_leaves(new_state)
@@ -391,8 +415,11 @@ class Module:
         return count_params(self.specs())
 
     def state_dict(self) -> dict:
-        """Flat ``{timm key: numpy array}`` of parameters and buffers, in timm's order."""
-        return {k: v for k, v, _ in self._in_model_order(merged_leaves(self.params, self.state))}
+        """Flat ``{timm key: numpy array}`` of parameters and buffers, in timm's order (host
+        arrays, also for a model on a GPU)."""
+        from .._device import device_get
+        return {k: device_get(v)
+                for k, v, _ in self._in_model_order(merged_leaves(self.params, self.state))}
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Load a flat state dict (timm keys), e.g. from ``lucid.io.load``.

@@ -188,8 +188,10 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0, reduction: str =
 def _check_labels(labels, x):
     op = "cross_entropy"
     n, k = x.shape
-    traced_int = isinstance(labels, Tracer) and labels.dtype.kind in "iu"
-    if not traced_int and (isinstance(labels, Tracer) or (
+    on_device = getattr(labels, "__lucid_backend__", None) is not None
+    traced_int = ((isinstance(labels, Tracer) or on_device)
+                  and np.dtype(labels.dtype).kind in "iu")  # range-checked when run
+    if not traced_int and (isinstance(labels, Tracer) or on_device or (
             isinstance(labels, np.ndarray) and labels.dtype.kind == "f")):
         t = float_array(labels, op, "labels")
         if tuple(t.shape) != (n, k):
@@ -197,7 +199,7 @@ def _check_labels(labels, x):
                              f"logits' shape {(n, k)}, got {tuple(t.shape)}")
         same_dtype(op, logits=x, labels=t)
         return t
-    t = labels if isinstance(labels, (np.ndarray, Tracer)) else np.asarray(labels)
+    t = labels if isinstance(labels, (np.ndarray, Tracer)) or on_device else np.asarray(labels)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{where(op)}: labels must be integer class indices or float "
                         f"probabilities, got dtype {t.dtype}")

@@ -29,6 +29,10 @@ def float_array(x, op: str, arg: str):
         if x.dtype.type not in _FLOAT:
             raise TypeError(f"{where(op)}: {arg} must be float32 or float64, got dtype {x.dtype}")
         return x
+    if getattr(x, "__lucid_backend__", None) is not None:  # a device array (lucid.DeviceArray)
+        if np.dtype(x.dtype).type not in _FLOAT:
+            raise TypeError(f"{where(op)}: {arg} must be float32 or float64, got dtype {x.dtype}")
+        return x
     if isinstance(x, np.ndarray):
         if x.dtype.type not in _FLOAT:
             raise TypeError(f"{where(op)}: {arg} must be a float32 or float64 array, "

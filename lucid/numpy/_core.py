@@ -43,9 +43,14 @@ def _strong_dtype(x, opname: str):
                                 f"({type(x).__name__})"))
 
 
+def _on_device(x) -> bool:
+    """A device array (lucid.DeviceArray): validated by dtype, never copied to the host."""
+    return getattr(x, "__lucid_backend__", None) is not None
+
+
 def result_dtype(opname: str, *xs) -> np.dtype:
     """The float dtype of an operation on ``xs`` (see the module docstring)."""
-    dts = [_strong_dtype(x, opname) for x in xs]
+    dts = [np.dtype(x.dtype) if _on_device(x) else _strong_dtype(x, opname) for x in xs]
     if any(d == np.float64 for d in dts if d is not None):
         return np.dtype(np.float64)
     return DEFAULT_DTYPE
@@ -54,7 +59,7 @@ def result_dtype(opname: str, *xs) -> np.dtype:
 def convert(x, dtype, opname: str):
     """``x`` as a C-contiguous array (or a tracer) of float ``dtype``."""
     dtype = np.dtype(dtype)
-    if isinstance(x, Tracer):
+    if isinstance(x, Tracer) or _on_device(x):
         return x if x.dtype == dtype else _astype(x, dtype=dtype)
     _strong_dtype(x, opname)  # validates
     return np.asarray(x, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d 1-d)
