@@ -9,9 +9,11 @@ In eval mode BatchNorm is a per-channel affine map ``y = x * scale + shift`` wit
 * ``conv(bn(x), w, b)``   = the same per input channel, for an unpadded, ungrouped conv
   (its downsampling layers; with padding the border would see ``shift`` instead of 0).
 
-The folded weights are computed by one small ``fold_batch_norm`` equation per call (in
-float64, then cast), so the weights stay program inputs and the activations skip one full
-read and write per BatchNorm. Results agree with the unfolded program to float rounding
+The folded weights are computed by one small ``fold_batch_norm`` equation per call (the
+weight scaled in its dtype, the bias in float64), so the weights stay program inputs and
+the activations skip one full read and write per BatchNorm; a fold is made only where the
+activation is larger than the weight (measured: folding every BN made InceptionNeXt-T's
+batch-1 forward 123 ms against 80 ms unfolded, the weights outweigh batch-1 activations). Results agree with the unfolded program to float rounding
 (~1e-7 relative), within timm parity. Only inference programs are rewritten: the rule
 needs the intermediate to be read by nothing else, which a backward never allows.
 """
@@ -40,14 +42,22 @@ def _fold_impl(w, b, rm, rv, gamma, beta, *, out, eps, side):
     shift = -rm.astype(np.float64) * scale
     if beta is not None:
         shift = shift + beta
-    w64 = w.astype(np.float64)
     b64 = np.zeros(w.shape[0]) if b is None else b.astype(np.float64)
+    scale_w = scale.astype(w.dtype)   # the weight is scaled in its own dtype (one pass)
     if side == "out":     # BN after the layer: scale the output channels (axis 0)
-        out[0][...] = w64 * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        np.multiply(w, scale_w.reshape((-1,) + (1,) * (w.ndim - 1)), out=out[0])
         out[1][...] = b64 * scale + shift
     else:                 # BN before the layer: scale the input channels (axis 1)
-        out[0][...] = w64 * scale.reshape((1, -1) + (1,) * (w.ndim - 2))
-        out[1][...] = b64 + w64.reshape(w.shape[0], w.shape[1], -1).sum(axis=2) @ shift
+        np.multiply(w, scale_w.reshape((1, -1) + (1,) * (w.ndim - 2)), out=out[0])
+        w_sum = w.reshape(w.shape[0], w.shape[1], -1).sum(axis=2)   # (O, C), GEMV below
+        out[1][...] = b64 + w_sum @ shift.astype(w.dtype)
+
+
+def _pays(activation, weight) -> bool:
+    """Folding reads and writes the weight once per call to save one pass over the
+    activation: worth it only when the activation is the larger (batch 16 in InceptionNeXt's
+    early stages; not at batch 1, where the weights outweigh the activations)."""
+    return activation.aval.size > weight.aval.size
 
 
 def _bn_parts(bn):
@@ -85,7 +95,7 @@ def _fold_conv_then_bn(program, uses, i, e, replaced):
         return False
     conv = program.eqns[j]
     if conv.prim.name != "nn.functional.conv2d" or \
-            e.params["layout"] != _conv_channel_layout(conv):
+            e.params["layout"] != _conv_channel_layout(conv) or not _pays(v, conv.inputs[1]):
         return False
     replaced[j] = []
     replaced[i] = _folded(conv, e, "out", conv.inputs[0])
@@ -102,7 +112,7 @@ def _fold_bn_then_layer(program, uses, i, e, replaced):
     if j is None or j in replaced or not uses.only_reader(v, i):
         return False
     bn = program.eqns[j]
-    if not _is_eval_bn(bn):
+    if not _is_eval_bn(bn) or not _pays(v, e.inputs[1]):
         return False
     if name == "nn.functional.linear":
         ok = bn.params["layout"] == "last"

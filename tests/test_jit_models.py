@@ -160,7 +160,9 @@ def test_batch_norm_folds_into_neighbouring_layers_in_inference():
     names = [e.prim.name for e in fwd.lower(params, state, x).program.eqns]
     traced = [e.prim.name for e in fwd.lower(params, state, x).traced.eqns]
     assert traced.count("nn.functional.batch_norm") >= 5
-    assert "nn.functional.batch_norm" not in names and "fold_batch_norm" in names
+    # folded where the activation outweighs the weight (here: all but the last stage's)
+    assert names.count("nn.functional.batch_norm") < traced.count("nn.functional.batch_norm")
+    assert "fold_batch_norm" in names
     want = mod.apply(params, x, state=state, config=cfg)
     got = fwd(params, state, x)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())

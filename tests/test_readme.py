@@ -2,7 +2,7 @@
 subprocess, in an empty directory); the quickstart also computes a real gradient.
 
 A block fenced ```python no-test is skipped deliberately: the README says why next to it
-(it needs PyTorch/timm or the network). There is exactly one.
+(it needs PyTorch/timm or the network, or an NVIDIA GPU). There are exactly two.
 """
 import os
 import pathlib
@@ -23,9 +23,10 @@ def _blocks(run: bool):
     return [code for info, code in found if (info == "") == run]
 
 
-def test_exactly_one_block_is_skipped_and_it_is_the_timm_one():
+def test_only_the_timm_and_gpu_blocks_are_skipped():
     skipped = _blocks(run=False)
-    assert len(skipped) == 1 and "import timm" in skipped[0]
+    assert len(skipped) == 2 and "import timm" in skipped[0]
+    assert 'device_put' in skipped[1] and '"cuda"' in skipped[1]
     assert len(_blocks(run=True)) >= 5
 
 
