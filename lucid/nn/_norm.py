@@ -226,11 +226,17 @@ def _batch_norm_train_bwd_impl(g, x, w, mean, var, *, out, eps, layout):
     invstd = 1.0 / np.sqrt(var + eps)
     sum_g, sum_gxc = np.empty_like(mean), np.empty_like(mean)
     _kernel("batch_norm_bwd_sums", layout)(gv, xv, mean, sum_g, sum_gxc)
+    batch_stats_input_grad(gv, xv, w, mean, invstd, sum_g, sum_gxc, count, layout, dx)
+    _store_param_grads(dw, db, sum_g, sum_gxc, invstd)
+
+
+def batch_stats_input_grad(gv, xv, w, mean, invstd, sum_g, sum_gxc, count, layout, dx):
+    """dx of batch normalisation with batch statistics, from the per-channel sums of g and
+    g * (x - mean) over ``count`` values (local sums, or sums over every rank for sync-BN)."""
     a = invstd if w is None else invstd * w
     bx = -a * invstd * invstd * sum_gxc / count
     c0 = -bx * mean - a * sum_g / count
     _kernel("batch_norm_bwd_x", layout)(gv, xv, a, bx, c0, dx.reshape(xv.shape))
-    _store_param_grads(dw, db, sum_g, sum_gxc, invstd)
 
 
 # running statistics: (1 - momentum) * running + momentum * batch (unbiased variance)

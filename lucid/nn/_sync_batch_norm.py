@@ -24,7 +24,7 @@ import numpy as np
 
 from .._core import Primitive, aval, bind
 from ._norm import (_channel_view, _channels, _check_batch_norm, _kernel, _scale_shift,
-                    _store_param_grads)
+                    _store_param_grads, batch_stats_input_grad)
 from ._validate import check_real, where
 
 __all__ = ["sync_batch_norm", "use_sync_batch_norm", "active_reduce_sum"]
@@ -123,11 +123,7 @@ def _sync_bwd_impl(g, x, w, mean, var, count, *, out, eps, layout, reduce_sum):
     _kernel("batch_norm_bwd_sums", layout)(gv, xv, mean, sum_g, sum_gxc)
     total = np.asarray(reduce_sum(np.concatenate([sum_g, sum_gxc])), np.float64)
     all_g, all_gxc = total[:channels], total[channels:]
-    n = float(count)
-    a = invstd if w is None else invstd * w
-    bx = -a * invstd * invstd * all_gxc / n
-    c0 = -bx * mean - a * all_g / n
-    _kernel("batch_norm_bwd_x", layout)(gv, xv, a, bx, c0, dx.reshape(xv.shape))
+    batch_stats_input_grad(gv, xv, w, mean, invstd, all_g, all_gxc, float(count), layout, dx)
     # weight/bias gradients from this shard only: the gradient all-reduce sums them
     _store_param_grads(dw, db, sum_g, sum_gxc, invstd)
 
