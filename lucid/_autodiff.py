@@ -325,18 +325,8 @@ def _fused_call(f, boxed):
     from ._fusion import fuse
     from ._jit import replay, trace_subprogram
     leaves, arg_def = _tree.flatten(tuple(boxed))
-    program, out_def, values = trace_subprogram(lambda *a: f(*a), leaves, _ArgsOf(arg_def))
+    program, out_def, values = trace_subprogram(f, leaves, arg_def.unflatten)
     return out_def.unflatten(replay(fuse(program), values))
-
-
-class _ArgsOf:
-    """Unflattens traced leaves into the positional arguments of the function."""
-
-    def __init__(self, treedef):
-        self.treedef = treedef
-
-    def unflatten(self, leaves):
-        return tuple(self.treedef.unflatten(leaves))
 
 
 def _boxer(trace, pos, where):

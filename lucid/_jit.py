@@ -126,19 +126,24 @@ def _as_array(leaf, a: Aval):
     return np.asarray(leaf, a.dtype)
 
 
-def make_program(fun, avals_tree, args_def):
-    """Trace ``fun`` on abstract inputs; returns (Program, output treedef)."""
+def make_program(fun, avals, unflatten):
+    """Trace ``fun(*unflatten(inputs))`` with one abstract input per aval in ``avals``
+    (``unflatten`` rebuilds the positional arguments from the flat tracers); returns
+    (Program, output treedef)."""
     trace = JitTrace()
     try:
-        tracers = [trace.new_input(a) for a in avals_tree]
-        args, kwargs = args_def.unflatten(tracers)
-        out = fun(*args, **kwargs)
-        out_leaves, out_def = _tree.flatten(out)
-        outputs = [_output_var(trace, leaf) for leaf in out_leaves]
+        tracers = [trace.new_input(a) for a in avals]
+        outputs, out_def = _trace_outputs(trace, fun(*unflatten(tracers)))
     finally:
         trace.close()
     program = Program([t.var for t in tracers], trace.eqns, outputs, trace.consts)
     return program, out_def
+
+
+def _trace_outputs(trace, out):
+    """The program outputs of a traced result, and its treedef."""
+    out_leaves, out_def = _tree.flatten(out)
+    return [_output_var(trace, leaf) for leaf in out_leaves], out_def
 
 
 def _output_var(trace, leaf):
@@ -303,7 +308,7 @@ class Jitted:
             args, kwargs = sig.rebuild(dyn_args, dyn_kwargs)
             return self.fun(*args, **kwargs)
 
-        program, out_def = make_program(flat_fun, sig.avals, _ArgsDef(sig))
+        program, out_def = make_program(flat_fun, sig.avals, sig.args_def.unflatten)
         self.trace_count += 1
         raw = program
         program = optimize(program)
@@ -313,17 +318,6 @@ class Jitted:
     def clear_cache(self):
         with self._lock:
             self._cache.clear()
-
-
-class _ArgsDef:
-    """Unflattens the traced input tracers into (dynamic args, dynamic kwargs)."""
-
-    def __init__(self, sig):
-        self.sig = sig
-
-    def unflatten(self, tracers):
-        dyn_args, dyn_kwargs = self.sig.args_def.unflatten(tracers)
-        return (dyn_args, dyn_kwargs), {}
 
 
 class _Entry:
@@ -372,17 +366,15 @@ class _SubTrace(JitTrace):
         return super().var_of(x)
 
 
-def trace_subprogram(fun, arg_leaves, arg_def):
-    """Trace ``fun(*arg_def.unflatten(inputs))`` with one abstract input per leaf of
+def trace_subprogram(fun, arg_leaves, unflatten):
+    """Trace ``fun(*unflatten(inputs))`` with one abstract input per array leaf of
     ``arg_leaves``; returns (program, output treedef, {input var: value}) where the values
     are ``arg_leaves`` and the captured outer tracers, for :func:`replay`."""
     trace = _SubTrace()
     try:  # arrays become abstract inputs; other leaves (ints, strings) are passed as they are
         args = [trace.new_input(aval_of(l)) if isinstance(l, (Tracer, np.ndarray)) else l
                 for l in arg_leaves]
-        out = fun(*arg_def.unflatten(args))
-        out_leaves, out_def = _tree.flatten(out)
-        outputs = [_output_var(trace, leaf) for leaf in out_leaves]
+        outputs, out_def = _trace_outputs(trace, fun(*unflatten(args)))
     finally:
         trace.close()
     tracers = [(t, l) for t, l in zip(args, arg_leaves) if isinstance(t, JitTracer)]

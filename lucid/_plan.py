@@ -182,6 +182,7 @@ class Executable:
         self.steps = [self._step(e) for e in program.eqns]
         self.outputs = [self._slot(v) if isinstance(v, Var) else v for v in program.outputs]
         self.const_slots = [(self.slot[v], a) for v, a in program.consts.items()]
+        self.const_of = dict(self.const_slots)   # a constant output is returned as a copy
         self.fresh = [(self.slot[r], r.aval) for r in self.plan.fresh]
         self.donate = [(self.slot[r], i) for r, i in self.plan.donate.items()]
         self._local = threading.local()
@@ -234,13 +235,11 @@ class Executable:
         return [self._result(env, o) for o in self.outputs]
 
     def _result(self, env, o):
-        if isinstance(o, int):
-            value = env[o]
-            for s, a in self.const_slots:
-                if s == o:  # a constant output: a copy, so the caller cannot change ours
-                    return np.array(a)
-            return value
-        return o.value  # a static (non-array) output
+        if not isinstance(o, int):
+            return o.value  # a static (non-array) output
+        if o in self.const_of:  # a copy, so the caller cannot change the program's constant
+            return np.array(self.const_of[o])
+        return env[o]
 
 
 def _carve(arena, off, a):

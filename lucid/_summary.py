@@ -165,15 +165,6 @@ def _float_dtype(params):
     return np.dtype(np.float32)
 
 
-class _Args:
-    """Unflattens the traced leaves into ``(params, state, x)``."""
-
-    def __init__(self, treedef):
-        self.treedef = treedef
-
-    def unflatten(self, tracers):
-        return self.treedef.unflatten(tracers), {}
-
 
 def _trace(model, shape):
     """The program of ``model`` (eval mode) on an abstract NCHW input; returns
@@ -191,7 +182,7 @@ def _trace(model, shape):
         return model._call(p, s, xx, False, None, "NCHW")
 
     try:
-        program, _ = make_program(forward, avals, _Args(treedef))
+        program, _ = make_program(forward, avals, treedef.unflatten)
     except Exception as e:  # noqa: BLE001 - re-raised with what was being traced
         raise ValueError(f"{_WHERE}: tracing {type(model).__name__}'s forward on an input of "
                          f"shape {shape} failed: {type(e).__name__}: {e}") from e
