@@ -112,6 +112,11 @@ def install() -> None:
     for prim, impl in table:
         prim.def_impl(impl, backend="cuda")
     _install_backward()
+    # the other families, one module each: lucid.numpy's primitives, the nn layers and
+    # losses, the optimizers' compiled step, and random draws (keys on the device)
+    from . import _cuda_impls_nn, _cuda_impls_numpy, _cuda_impls_optim, _cuda_impls_random
+    for module in (_cuda_impls_numpy, _cuda_impls_nn, _cuda_impls_optim, _cuda_impls_random):
+        module.install()
     _installed = True
 
 

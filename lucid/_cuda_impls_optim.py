@@ -1,0 +1,14 @@
+"""CUDA impls of the optimizers' compiled update (optimizer_step) on device arrays.
+
+Registered by :func:`lucid._cuda_impls.install` (through ``Primitive.def_impl(fn,
+backend="cuda")``); see that module for the conventions (DeviceArray in, preallocated
+DeviceArray ``out``, no host round trip).
+"""
+from __future__ import annotations
+
+
+def install() -> None:
+    """Register this family's CUDA impls with the core."""
+    table = []
+    for prim, impl in table:
+        prim.def_impl(impl, backend="cuda")
