@@ -22,7 +22,7 @@ import numpy as np
 from . import tree as _tree
 
 __all__ = ["Device", "DeviceArray", "devices", "device_put", "device_get", "device_of",
-           "check_same_device", "transfer_counts"]
+           "check_same_device", "transfer_counts", "tree_device", "put_like"]
 
 
 class Device:
@@ -170,6 +170,28 @@ class DeviceArray:
                              f"this one {self.shape} is not")
         return DeviceArray(self.raw.reshape(*shape), self.device)
 
+    def view(self, dtype) -> "DeviceArray":
+        """The same bytes read as another dtype (NumPy's ``ndarray.view``; no copy)."""
+        return DeviceArray(self.raw.view(np.dtype(dtype)), self.device)
+
+    def copy(self) -> "DeviceArray":
+        """A new device array with the same values (device to device, no host copy)."""
+        cuda = _cuda()
+        with cuda.gpus[self.device.id]:
+            out = cuda.device_array(self.shape, self.dtype)
+        out.copy_to_device(self.raw)
+        return DeviceArray(out, self.device)
+
+    def allocation_id(self):
+        """Identifies the allocation this array's memory belongs to (views share it)."""
+        data = getattr(self.raw, "gpu_data", None)
+        if data is not None:   # numba's MemoryPointer: views keep their allocation's owner
+            return id(data.owner)
+        host = self.raw._ary    # the simulator keeps device memory in a NumPy array
+        while host.base is not None:
+            host = host.base
+        return id(host)
+
     def __getitem__(self, index):
         part = self.raw[index]
         if hasattr(part, "shape") and hasattr(part, "copy_to_host"):
@@ -268,6 +290,21 @@ def device_of(x) -> Device:
     if isinstance(value, DeviceArray):
         return value.device
     return CPU
+
+
+def tree_device(tree) -> Device:
+    """The device of the first DeviceArray leaf of ``tree`` (``cpu`` when it has none)."""
+    for leaf in _tree.leaves(tree):
+        if isinstance(leaf, DeviceArray):
+            return leaf.device
+    return CPU
+
+
+def put_like(values, like):
+    """``values`` on the device ``like``'s arrays live on (a batch follows the parameters);
+    unchanged when they live on the host."""
+    device = tree_device(like)
+    return values if device == CPU else device_put(values, device)
 
 
 def check_same_device(op_name: str, *arrays) -> Device:

@@ -120,10 +120,14 @@ def _leaf_aval(leaf, where):
                     "mark it static (static_argnums / static_argnames) if it is configuration")
 
 
-def _as_array(leaf, a: Aval):
+def _as_array(leaf, a: Aval, backend: str):
     if isinstance(leaf, np.ndarray) or hasattr(leaf, "__lucid_backend__"):
         return leaf
-    return np.asarray(leaf, a.dtype)
+    scalar = np.asarray(leaf, a.dtype)
+    if backend == "cpu":
+        return scalar
+    from ._device import device_put  # a Python scalar goes where the program runs
+    return device_put(scalar, backend)
 
 
 def make_program(fun, avals, unflatten):
@@ -283,7 +287,7 @@ class Jitted:
             return self.fun(*args, **kwargs)
         sig = _Signature(self, args, kwargs)
         entry = self._entry(sig)
-        arrays = [_as_array(l, a) for l, a in zip(sig.leaves, sig.avals)]
+        arrays = [_as_array(l, a, sig.backend) for l, a in zip(sig.leaves, sig.avals)]
         return entry.out_def.unflatten(entry.executable.run(arrays))
 
     def lower(self, *args, **kwargs) -> "Lowered":

@@ -181,7 +181,9 @@ class Executable:
             self._slot(v)
         self.steps = [self._step(e) for e in program.eqns]
         self.outputs = [self._slot(v) if isinstance(v, Var) else v for v in program.outputs]
-        self.const_slots = [(self.slot[v], a) for v, a in program.consts.items()]
+        # constants live where the program runs (moved once, when the program is built)
+        self.const_slots = [(self.slot[v], _on_backend(a, backend))
+                            for v, a in program.consts.items()]
         self.const_of = dict(self.const_slots)   # a constant output is returned as a copy
         self.fresh = [(self.slot[r], r.aval) for r in self.plan.fresh]
         self.donate = [(self.slot[r], i) for r, i in self.plan.donate.items()]
@@ -238,7 +240,8 @@ class Executable:
         if not isinstance(o, int):
             return o.value  # a static (non-array) output
         if o in self.const_of:  # a copy, so the caller cannot change the program's constant
-            return np.array(self.const_of[o])
+            const = self.const_of[o]
+            return const.copy() if hasattr(const, "__lucid_backend__") else np.array(const)
         return env[o]
 
 
@@ -248,9 +251,20 @@ def _carve(arena, off, a):
 
 
 def _root(a):
+    if hasattr(a, "__lucid_backend__"):  # a device array: the start of its allocation
+        return ("device", a.allocation_id())
     while getattr(a, "base", None) is not None:
         a = a.base
     return id(a)
+
+
+def _on_backend(a, backend):
+    """A program constant on the backend the program runs on (host arrays are moved to a
+    device once, when the program is built)."""
+    if backend == "cpu" or hasattr(a, "__lucid_backend__") or not isinstance(a, np.ndarray):
+        return a
+    from ._device import device_put
+    return device_put(a, backend)
 
 
 def _shared_with_others(arrays, donated) -> set:
@@ -265,5 +279,7 @@ def _shared_with_others(arrays, donated) -> set:
 def _donated_buffer(arr, a, backend):
     """The donated input array itself when it can be written, else a fresh buffer."""
     if isinstance(arr, np.ndarray) and not (arr.flags.c_contiguous and arr.flags.writeable):
+        return allocate(a, backend)
+    if hasattr(arr, "__lucid_backend__") and not arr.is_c_contiguous():
         return allocate(a, backend)
     return arr

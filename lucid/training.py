@@ -26,6 +26,7 @@ import numpy as np
 from . import numpy as lnp
 from . import random as lrandom
 from ._autodiff import value_and_grad
+from ._device import device_get, put_like
 from ._jit import jit as _jit
 from .optim._jit_step import optimizer_step
 from .metrics import accuracy
@@ -104,10 +105,11 @@ def make_train_step(apply_fn: Callable, optimizer, *, label_smoothing: float = 0
 
 def _finish(ts, new, loss, logits, y, scale=1.0):
     params, state, opt_state = new
-    loss = float(loss) / scale
+    loss = float(loss) / scale   # the step's one readout: the loss and the logits (for the log)
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"the loss became {loss} at step {ts.step}")
-    return TrainState(params, state, opt_state, ts.step + 1), loss, accuracy(logits, y)
+    return TrainState(params, state, opt_state, ts.step + 1), loss, \
+        accuracy(device_get(logits), y)
 
 
 def _single_process_step(grad_fn, optimizer, use_jit, donate):
@@ -120,7 +122,9 @@ def _single_process_step(grad_fn, optimizer, use_jit, donate):
         step = _CompiledOrEager(step, donate_argnums=(0, 2) if donate else ())
 
     def train_step(ts: TrainState, x, y, key):
-        new, loss, logits = step(ts.params, ts.state, ts.opt_state, x, y, key)
+        # the batch and the key go where the parameters live (one host->device copy each)
+        xd, yd, key = put_like((x, y, key), ts.params)
+        new, loss, logits = step(ts.params, ts.state, ts.opt_state, xd, yd, key)
         return _finish(ts, new, loss, logits, y)
 
     return train_step
@@ -182,10 +186,11 @@ def evaluate(apply_fn: Callable, params, state, batches, *, sharded: bool = Fals
     """
     total_loss, correct, count = 0.0, 0.0, 0
     for x, y in batches:
-        logits = apply_fn(params, x, state=state, train=False)
+        xd, yd = put_like((x, y), params)  # the batch goes where the parameters live
+        logits = apply_fn(params, xd, state=state, train=False)
         n = len(y)
-        total_loss += float(F.cross_entropy(logits, y)) * n
-        correct += accuracy(logits, y) * n
+        total_loss += float(F.cross_entropy(logits, yd)) * n
+        correct += accuracy(device_get(logits), y) * n
         count += n
     if sharded:
         from . import distributed

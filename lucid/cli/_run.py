@@ -13,6 +13,7 @@ import os
 import time
 
 from .. import random as lrandom
+from .._device import device_get
 from ..checkpoint import (CheckpointError, load_checkpoint, restore_leaves, restore_tree,
                           save_checkpoint)
 from ..training import NonFiniteLossError, TrainState, evaluate, make_train_step, step_key
@@ -89,12 +90,14 @@ def _keys(seed: int) -> dict:
 class Run:
     """A training run in progress; build with :meth:`start` or :meth:`resume`, then :meth:`fit`."""
 
-    def __init__(self, cfg: RunConfig, out: str, checkpoint_every: int = 0, quiet: bool = False):
+    def __init__(self, cfg: RunConfig, out: str, checkpoint_every: int = 0, quiet: bool = False,
+                 device: str = "cpu"):
         cfg.check()
         check_model_name(cfg.model, extra=FAMILIES)
         from .. import distributed
         self.world, self.rank = distributed.init(), distributed.rank()
         dist.check_world(cfg.batch_size, self.world)
+        self.device = _device(device, self.world)
         self.cfg, self.out, self.quiet = cfg, out, quiet or self.rank != 0  # rank 0 reports
         self.checkpoint_every = max(0, int(checkpoint_every))
         self.keys = _keys(cfg.seed)
@@ -114,7 +117,7 @@ class Run:
     def start(cls, cfg: RunConfig, out: str, **kw) -> "Run":
         run = cls(cfg, out, **kw)
         params, state = run.model.init(run.keys["init"])
-        run.ts = TrainState(params, state, run.optimizer.init(params), 0)
+        run.ts = _on(run.device, TrainState(params, state, run.optimizer.init(params), 0))
         dist.prepare(run)
         return run
 
@@ -132,7 +135,7 @@ class Run:
             opt_state = restore_leaves(run.optimizer.init(params), opt_leaves, "optimizer state")
         except CheckpointError as e:
             raise UserError(f"cannot resume from {path}: {e}") from None
-        run.ts = TrainState(params, state, opt_state, int(meta["step"]))
+        run.ts = _on(run.device, TrainState(params, state, opt_state, int(meta["step"])))
         run.epoch, run.batch = int(meta["epoch"]), int(meta["batch"])
         run.history, run.partial = meta["history"], meta["partial"]
         if run.rank != 0:  # the saved sums are global: rank 0 carries them on
@@ -150,8 +153,8 @@ class Run:
                 return {"stopped_at_step": self.ts.step}
             self._end_epoch()
         if self.rank == 0:
-            self.model.save_weights(self.ts.params, self.ts.state,
-                                    os.path.join(self.out, "model.safetensors"))
+            params, state = device_get((self.ts.params, self.ts.state))  # host arrays on disk
+            self.model.save_weights(params, state, os.path.join(self.out, "model.safetensors"))
         last = self.history[-1] if self.history else {}
         return {"epochs": self.cfg.epochs, "steps": self.ts.step,
                 "test_accuracy": last.get("test_accuracy"), "out": self.out}
@@ -233,8 +236,30 @@ class Run:
                 "classes": list(self.train_set.classes), "family": self.model.family,
                 "normalize": {"mean": [float(v) for v in self.train_set.mean],
                               "std": [float(v) for v in self.train_set.std]}}
-        save_checkpoint(os.path.join(self.out, CHECKPOINT), params=self.ts.params,
-                        state=self.ts.state, opt_state=self.ts.opt_state, meta=meta)
+        params, state, opt_state = device_get((self.ts.params, self.ts.state, self.ts.opt_state))
+        save_checkpoint(os.path.join(self.out, CHECKPOINT), params=params, state=state,
+                        opt_state=opt_state, meta=meta)   # checkpoints hold host arrays
+
+
+def _device(name: str, world: int):
+    """The device a run trains on ('cpu' or a CUDA device), refused clearly when absent."""
+    from .._device import as_device
+    try:
+        device = as_device(name)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise UserError(f"--device {name}: {e}") from None
+    if world > 1 and device.platform != "cpu":
+        raise UserError(f"--device {name} under mpiexec: data-parallel training runs on CPU "
+                        "ranks only (the all-reduce exchanges host buffers); drop --device")
+    return device
+
+
+def _on(device, ts: TrainState) -> TrainState:
+    """The training state on the run's device (a no-op on the CPU)."""
+    if device.platform == "cpu":
+        return ts
+    from .._device import device_put
+    return device_put(ts, device)
 
 
 def _lr_schedule(cfg: RunConfig, steps_per_epoch: int):

@@ -57,6 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
                    help="continue from CKPT (default: OUT/last.safetensors); the run's saved "
                    "settings are used")
+    p.add_argument("--device", default="cpu", help="where to train: cpu, cuda or cuda:N (needs "
+                   "the cuda extra and an NVIDIA GPU; default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (the per-epoch lines and "
                    "the summary are still printed)")
     p.set_defaults(run=_run_train)
@@ -79,10 +81,11 @@ def _run_train(args) -> int:
     if args.resume is not None:
         ckpt = args.resume or os.path.join(args.out, "last.safetensors")
         run = Run.resume(ckpt, out=args.out, checkpoint_every=args.checkpoint_every,
-                         quiet=args.quiet)
+                         quiet=args.quiet, device=args.device)
     else:
         cfg = _config_from_args(args)
-        run = Run.start(cfg, out=args.out, checkpoint_every=args.checkpoint_every, quiet=args.quiet)
+        run = Run.start(cfg, out=args.out, checkpoint_every=args.checkpoint_every,
+                        quiet=args.quiet, device=args.device)
     t0 = time.perf_counter()
     summary = run.fit()
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
