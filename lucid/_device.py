@@ -55,7 +55,11 @@ def _cuda():
     if _cuda_module is None:
         if importlib.util.find_spec("numba_cuda") is None:
             return None
+        import numba
         from numba import cuda
+        if not numba.config.ENABLE_CUDASIM:  # the backend's caching allocator, before any context
+            from .kernels.cuda import allocator
+            allocator.install()
         _cuda_module = cuda
     return _cuda_module
 
