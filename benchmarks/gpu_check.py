@@ -13,12 +13,13 @@ Usage (from the repository root, on a machine with an NVIDIA GPU, after
    primitives, the small-model parity tests).
 2. Parity: ConvNeXt-T logits at batch 2 on ``cuda`` against lucid on ``cpu`` (relative
    max error; the CPU parity tolerance is 1e-4 relative).
-3. Speed (float32, 224x224, ``--batch`` images): eval forward, and a training step
-   (forward + cross-entropy + backward w.r.t. the params, no optimizer update, as
-   ``benchmarks/compare_torch.py``), each the median of ``--repeats`` synchronised calls
-   after ``--warmup`` untimed ones; PyTorch eager + timm on CUDA (NCHW and channels_last,
-   the faster counts) when installed. Targets (issue 12): forward >= 0.5x PyTorch,
-   training step >= 0.4x.
+3. Speed (float32, 224x224, ``--batch`` images): eval forward (eager and ``lucid.jit``),
+   forward + cross-entropy + backward w.r.t. the params (``grad``), and the full training
+   step with AdamW (``lucid.training.make_train_step``: one compiled program, params and
+   optimizer state donated), each the median of ``--repeats`` synchronised calls after
+   ``--warmup`` untimed ones; PyTorch eager + timm on CUDA (NCHW and channels_last, the
+   faster counts; its step with ``torch.optim.AdamW``) when installed. Targets (issue 12):
+   forward >= 0.5x PyTorch, training step >= 0.4x (the faster lucid mode counts).
 
 Every step that cannot run says why (no GPU, no torch, the lucid CUDA path not wired yet)
 and the script goes on with the rest.
@@ -103,11 +104,31 @@ def lucid_figures(args, x, y) -> dict:
             return F.cross_entropy(logits, yb), new_state
 
         grad_fn = lucid.value_and_grad(loss_fn, has_aux=True)
-        out["train_s"] = median_seconds(lambda: grad_fn(params, state, xd, yd), cuda.synchronize,
-                                        args.repeats, args.warmup)
+        out["grad_s"] = median_seconds(lambda: grad_fn(params, state, xd, yd), cuda.synchronize,
+                                       args.repeats, args.warmup)
+        forward = lucid.jit(lambda p, xb: model.apply(p, xb))
+        out["forward_jit_s"] = median_seconds(lambda: forward(params, xd), cuda.synchronize,
+                                              args.repeats, args.warmup)
+        out["train_s"] = _train_step_seconds(args, model, params, state, x, y, cuda.synchronize)
+        out["forward_s"] = min(out["forward_s"], out["forward_jit_s"])
     except Exception as e:  # the backend not wired into a primitive yet: say which
         out["error"] = f"{type(e).__name__}: {e}"
     return out
+
+
+def _train_step_seconds(args, model, params, state, x, y, sync) -> float:
+    """The compiled AdamW training step on the device (the batch uploaded each step)."""
+    import lucid
+    from lucid.training import TrainState, make_train_step
+    opt = lucid.optim.adamw(1e-3, weight_decay=0.05)
+    step = make_train_step(model.apply, opt)
+    box = [lucid.device_put(TrainState(params, state, opt.init(lucid.device_get(params)), 0),
+                            "cuda")]
+    key = lucid.random.key(0)
+
+    def one():
+        box[0], _, _ = step(box[0], x, y, key)
+    return median_seconds(one, sync, args.repeats, args.warmup)
 
 
 def torch_figures(args, x, y) -> dict:
@@ -128,15 +149,25 @@ def torch_figures(args, x, y) -> dict:
             with torch.inference_mode():
                 model.eval()(xt)
 
-        def train():
+        def grad():
             model.train()
             model.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(model(xt), yt).backward()
 
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+
+        def train():   # the batch comes from the host each step, as in lucid's
+            xb, yb = torch.from_numpy(x).cuda().to(memory_format=fmt), torch.from_numpy(y).cuda()
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+
         sync = torch.cuda.synchronize
         out[f"forward_s_{layout}"] = median_seconds(forward, sync, args.repeats, args.warmup)
+        out[f"grad_s_{layout}"] = median_seconds(grad, sync, args.repeats, args.warmup)
         out[f"train_s_{layout}"] = median_seconds(train, sync, args.repeats, args.warmup)
-    for m in ("forward", "train"):
+    for m in ("forward", "grad", "train"):
         out[f"{m}_s"] = min(out[f"{m}_s_NCHW"], out[f"{m}_s_NHWC"])
     return out
 
