@@ -24,8 +24,8 @@ from ._autodiff import Tracer, grad, is_tracer, stop_gradient, value_and_grad, v
 from ._core import ConcretizationError
 from ._jit import jit
 from ._backend import backend, set_backend, set_num_threads
-from ._device import (Device, DeviceArray, device_get, device_of, device_put, devices,
-                      transfer_counts)
+from ._device import (Device, DeviceArray, block_until_ready, device_get, device_of,
+                      device_put, devices, transfer_counts)
 from ._summary import summary
 
 tree_map = tree.map
@@ -40,4 +40,5 @@ __all__ = [
     "ConcretizationError",
     "backend", "set_backend", "set_num_threads",
     "Device", "DeviceArray", "devices", "device_put", "device_get", "device_of", "transfer_counts",
+    "block_until_ready",
 ]

@@ -22,7 +22,8 @@ import numpy as np
 from . import tree as _tree
 
 __all__ = ["Device", "DeviceArray", "devices", "device_put", "device_get", "device_of",
-           "check_same_device", "transfer_counts", "tree_device", "put_like"]
+           "check_same_device", "transfer_counts", "tree_device", "put_like",
+           "block_until_ready"]
 
 
 class Device:
@@ -174,6 +175,14 @@ class DeviceArray:
                              f"this one {self.shape} is not")
         return DeviceArray(self.raw.reshape(*shape), self.device)
 
+    def block_until_ready(self) -> "DeviceArray":
+        """Wait until every kernel queued on this array's device has finished (kernel
+        launches are asynchronous; JAX's ``block_until_ready``). Returns the array."""
+        cuda = _cuda()
+        with cuda.gpus[self.device.id]:
+            cuda.synchronize()
+        return self
+
     def view(self, dtype) -> "DeviceArray":
         """The same bytes read as another dtype (NumPy's ``ndarray.view``; no copy)."""
         return DeviceArray(self.raw.view(np.dtype(dtype)), self.device)
@@ -302,6 +311,14 @@ def tree_device(tree) -> Device:
         if isinstance(leaf, DeviceArray):
             return leaf.device
     return CPU
+
+
+def block_until_ready(tree):
+    """Wait for every DeviceArray leaf of ``tree`` to be computed; returns ``tree``."""
+    for leaf in _tree.leaves(tree):
+        if isinstance(leaf, DeviceArray):
+            leaf.block_until_ready()
+    return tree
 
 
 def put_like(values, like):

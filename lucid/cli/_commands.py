@@ -37,7 +37,23 @@ def _add_eval(sub) -> None:
     p.add_argument("--data", default=None, help="'synthetic', an image folder or an .npz "
                    "(default: the run's held-out data)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    _device_option(p)
     p.set_defaults(run=_run_eval)
+
+
+def _device_option(p) -> None:
+    p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (needs "
+                   "the cuda extra and an NVIDIA GPU; default: %(default)s)")
+
+
+def _on_device(tree, name: str):
+    """``tree`` on the device named by --device (a one-line error when there is none)."""
+    from .._device import as_device, device_put
+    try:
+        device = as_device(name)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise UserError(f"--device {name}: {e}") from None
+    return tree if device.platform == "cpu" else device_put(tree, device)
 
 
 def _add_predict(sub) -> None:
@@ -80,6 +96,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per call")
     p.add_argument("--input-size", type=int, default=224, help="input image side")
     p.add_argument("--repeats", type=int, default=3, help="timed calls after one warm-up call")
+    _device_option(p)
     p.set_defaults(run=_run_bench)
 
 
@@ -102,7 +119,8 @@ def _run_eval(args) -> int:
     from .. import distributed  # under mpiexec: each rank evaluates its shard, sums reduced
     world, rank = distributed.init(), distributed.rank()
     size = max(min(args.batch_size, len(test)), world)
-    res = evaluate(model.apply, model.params, model.state,
+    params, state = _on_device((model.params, model.state), args.device)
+    res = evaluate(model.apply, params, state,
                    progress(batches(test, size, shuffle=False, mean=stats.get("mean"),
                                     std=stats.get("std"), shard=(rank, world)),
                             -(-len(test) // size), "eval"),
@@ -256,18 +274,22 @@ def _run_bench(args) -> int:
     from .. import optim
     if args.batch_size < 1 or args.input_size < 32 or args.repeats < 1:
         raise UserError("--batch-size and --repeats must be >= 1 and --input-size >= 32")
+    from .._device import block_until_ready
     model = create(args.name)
-    params, state = model.params, model.state
     x = lrandom.normal(lrandom.key(0), (args.batch_size, 3, args.input_size, args.input_size))
     y = (np.arange(args.batch_size) % 1000).astype(np.int64)
-    fwd = _median_time(lambda: model.apply(params, x, state=state), args.repeats, "forward")
     opt = optim.sgd(1e-3)
-    step = make_train_step(model.apply, opt)
-    ts = TrainState(params, state, opt.init(params), 0)
+    params, state, xd, opt_state = _on_device(
+        (model.params, model.state, x, opt.init(model.params)), args.device)
+    fwd = _median_time(lambda: block_until_ready(model.apply(params, xd, state=state)),
+                       args.repeats, "forward")
+    step = make_train_step(model.apply, opt, donate=False)
+    ts = TrainState(params, state, opt_state, 0)
     trn = _median_time(lambda: step(ts, x, y, lrandom.key(1)), args.repeats,
                        "training step")
     b = args.batch_size
-    print(f"{args.name}  batch {b}  {args.input_size}x{args.input_size}  float32")
+    print(f"{args.name}  batch {b}  {args.input_size}x{args.input_size}  float32  "
+          f"{args.device}")
     print(f"forward        {fwd * 1e3:9.1f} ms   {b / fwd:8.2f} img/s")
     print(f"training step  {trn * 1e3:9.1f} ms   {b / trn:8.2f} img/s")
     return 0
