@@ -86,12 +86,17 @@ def test_jit_forward_of_a_small_model_on_device_equals_cpu(family):
 
 @pytest.mark.parametrize("family", ["convnext", "inception_next"])
 def test_compiled_train_step_on_device_equals_cpu(family):
-    """make_train_step (forward, loss, backward, AdamW update in one program, params and
-    optimizer state donated): new parameters, BatchNorm statistics and loss as on the CPU."""
+    """make_train_step (forward, loss, backward, optimizer update in one program, params and
+    optimizer state donated): new parameters, BatchNorm statistics and loss as on the CPU.
+
+    InceptionNeXt's stem conv bias feeds a BatchNorm, so its exact gradient is zero and
+    both devices compute rounding noise (~1e-9); Adam would turn that noise into +-lr
+    steps of arbitrary sign, so that family is trained with SGD + momentum here."""
     from lucid.training import TrainState, make_train_step
     module, cfg = _small(family)
     params, state = module.init(lucid.random.key(0), cfg)
-    opt = lucid.optim.adamw(1e-2, weight_decay=0.05)
+    opt = (lucid.optim.adamw(1e-2, weight_decay=0.05) if family == "convnext"
+           else lucid.optim.sgd(0.1, momentum=0.9, nesterov=True, weight_decay=0.05))
 
     def apply(p, x, *, state, train, key):
         return module.apply(p, x, state=state or None, config=cfg, train=train, key=key)
@@ -100,15 +105,34 @@ def test_compiled_train_step_on_device_equals_cpu(family):
     x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
     y = np.array([1, 4])
     key = lucid.random.key(3)
-    cpu_step = make_train_step(apply, opt, label_smoothing=0.1)
-    want, want_loss, _ = cpu_step(TrainState(params, state, opt.init(params), 0), x, y, key)
     dev = lucid.device_put(TrainState(params, state, opt.init(params), 0), "cuda")
+    cpu_step = make_train_step(apply, opt, label_smoothing=0.1)   # donates (writes) params
+    want, want_loss, _ = cpu_step(TrainState(params, state, opt.init(params), 0), x, y, key)
     got, loss, _ = make_train_step(apply, opt, label_smoothing=0.1)(dev, x, y, key)
     assert abs(loss - want_loss) <= 1e-4 * abs(want_loss)
     assert lucid.device_of(lucid.tree.leaves(got.params)[0]).platform == "cuda"
-    for g, r in zip(lucid.tree.leaves((got.params, got.state, got.opt_state)),
-                    lucid.tree.leaves((want.params, want.state, want.opt_state))):
-        _close(g, np.asarray(r), 2e-4)
+    for g, r in zip(_groups((got.params, got.state, got.opt_state)),
+                    _groups((want.params, want.state, want.opt_state))):
+        _close_tree(g, r, 2e-4)
+
+
+def _groups(tree):
+    """Parameter-shaped groups (params, BN state, each optimizer moment): a gradient that is
+    zero in exact arithmetic (a conv bias before BatchNorm) is rounding noise on both
+    devices, so each group is compared at the scale of its largest value."""
+    if isinstance(tree, tuple):
+        for item in tree:
+            yield from _groups(item)
+    else:
+        yield tree
+
+
+def _close_tree(got, want, rtol):
+    got = [lucid.device_get(g) for g in lucid.tree.leaves(got)]
+    want = [np.asarray(w) for w in lucid.tree.leaves(want)]
+    scale = max((float(np.abs(w).max()) for w in want if w.size), default=0.0)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * scale + 1e-30)
 
 
 def test_cli_train_on_device_checkpoints_host_arrays(tmp_path):
