@@ -157,3 +157,15 @@ def test_cli_train_on_device_checkpoints_host_arrays(tmp_path):
     for name, ref in p_cpu.items():
         assert isinstance(p_dev[name], np.ndarray)
         np.testing.assert_allclose(p_dev[name], ref, rtol=1e-3, atol=1e-4)
+
+
+def test_jit_of_a_facade_moved_to_the_device():
+    """``lucid.jit(model)`` after ``model.to("cuda")`` compiles for the device and reads the
+    model's current (device) parameters."""
+    model = lucid.models.ConvNeXt(num_classes=3, depths=(1, 1, 1, 1), dims=(8, 16, 24, 32))
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    want = model(x)
+    compiled = lucid.jit(model.to("cuda"))
+    got = compiled(lucid.device_put(x, "cuda"))
+    assert isinstance(got, lucid.DeviceArray)
+    _close(got, want)
