@@ -85,12 +85,13 @@ def next_count(count):
     return np.asarray(int(count) + 1, dtype=np.int64)
 
 
-def check_same_place(name: str, where: str, a, b) -> None:
-    """Raise when ``a`` and ``b`` (arrays of one leaf) live on different devices."""
+def check_same_place(name: str, where: str, a, b, what=("update", "parameter/state")) -> None:
+    """Raise when ``a`` and ``b`` (two arrays of one leaf, called ``what``) live on
+    different devices."""
     da = a.device if is_device(a) else "cpu"
     db = b.device if is_device(b) else "cpu"
     if da != db:
-        raise ValueError(f"{name}: at {where} the update lives on {da} but the parameter/state "
+        raise ValueError(f"{name}: at {where} the {what[0]} lives on {da} but the {what[1]} "
                          f"on {db}; put parameters, gradients and optimizer state on one device "
                          "(lucid.device_put(tree, device))")
 

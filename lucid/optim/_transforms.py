@@ -56,7 +56,8 @@ def state_array(name: str, path, s, like):
         raise ValueError(f"{name}: the optimizer state at {describe_path(path)} has {got}, "
                          f"expected a float array of shape {like.shape} (state from init of "
                          "other params?)")
-    _leaf.check_same_place(name, describe_path(path), like, s)
+    _leaf.check_same_place(name, describe_path(path), like, s,
+                           what=("parameter/update", "optimizer state"))
     return c_array(s, like.dtype)
 
 
@@ -157,7 +158,8 @@ def adam_leaf(name, path, g, p, mu, nu, hyper, wd, scale_):
     args = (flat(g), p_flat, flat(mu), flat(nu))
     outs = (flat(mu_out), flat(nu_out), flat(u_out))
     if is_device(bias):
-        _leaf.check_same_place(name, f"{describe_path(path)} (step count)", g, bias)
+        _leaf.check_same_place(name, describe_path(path), g, bias,
+                               what=("update", "step count"))
         kernels_of(g).adam_update_counted(*args, bias.raw, b1, b2, eps, eps_root, nesterov,
                                           scale_, wd, *outs)
     else:

@@ -136,10 +136,31 @@ def test_mixed_devices_raise_a_clear_error():
     params = _params(np.float32)
     opt = optim.adam(1e-2)
     dev_params = lucid.device_put(params, "cuda")
-    with pytest.raises(ValueError, match="lives on cuda:0 but the parameter/state on cpu"):
+    with pytest.raises(ValueError, match="update lives on cuda:0 but the parameter/state on cpu"):
         opt.update(lucid.device_put(_grads(params, 0), "cuda"), opt.init(params), params)
+    with pytest.raises(ValueError, match="parameter/update lives on cuda:0 but the optimizer st"):
+        opt.update(lucid.device_put(_grads(params, 0), "cuda"), opt.init(params), dev_params)
+    with pytest.raises(ValueError, match="update lives on cpu but the step count on cuda:0"):
+        state = opt.init(params)
+        opt.update(_grads(params, 0), state._replace(count=lucid.device_put(state.count)), params)
     with pytest.raises(ValueError, match="on one device"):
         optim.apply_updates(dev_params, _grads(params, 0))
+
+
+@runs_kernels
+def test_none_gradient_leaf_keeps_its_parameter_and_state_on_the_device():
+    params = _params(np.float64)
+    grads = dict(_grads(params, 0), b=None)
+    opt = optim.adamw(1e-2, weight_decay=0.1, mask=None)
+    want = _run_once(opt, params, grads)
+    got = _run_once(opt, *lucid.device_put((params, grads), "cuda"))
+    _assert_trees_close(got, want, np.float64)
+
+
+def _run_once(opt, params, grads):
+    updates, state = opt.update(grads, opt.init(params), params)
+    assert updates["b"] is None
+    return optim.apply_updates(params, updates), state
 
 
 # ---------------------------------------------------------- device-only kernels vs NumPy
