@@ -132,6 +132,23 @@ def test_optimizer_step_primitive_on_device(dtype):
 
 
 @runs_kernels
+@pytest.mark.parametrize("name, make, reads", [OPTIMIZERS[2], OPTIMIZERS[5]],
+                         ids=[OPTIMIZERS[2][0], OPTIMIZERS[5][0]])
+def test_jit_compiled_step_on_device_equals_cpu(name, make, reads):
+    from lucid.optim._jit_step import optimizer_step
+    opt, params = make(), _params(np.float32)
+    step = lucid.jit(lambda g, s, p: optimizer_step(opt, g, s, p))
+    want, got = (params, opt.init(params)), lucid.device_put((params, opt.init(params)), "cuda")
+    for i in range(2):
+        want = step(_grads(params, i), want[1], want[0])
+        grads = lucid.device_put(_grads(params, i), "cuda")
+        with device_to_host_copies() as seen:
+            got = step(grads, got[1], got[0])
+        assert seen == [()] * reads   # a schedule's step-count read, nothing else
+    _assert_trees_close(got, want, np.float32)
+
+
+@runs_kernels
 def test_mixed_devices_raise_a_clear_error():
     params = _params(np.float32)
     opt = optim.adam(1e-2)
