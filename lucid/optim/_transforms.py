@@ -18,6 +18,7 @@ __all__ = ["ScaleByAdamState", "ScaleByScheduleState", "TraceState", "scale",
            "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
            "add_decayed_weights", "clip_by_global_norm", "default_weight_decay_mask"]
 
+
 class ScaleByAdamState(NamedTuple):
     """Adam's state: the update count (int64 0-d) and the first and second moments."""
 
