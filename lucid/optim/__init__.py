@@ -10,6 +10,13 @@ States are pytrees of arrays with an int64 0-d ``count`` (checkpoint them with
 structure of ``opt.init(params)``). A ``None`` gradient leaf (``lucid.grad`` gives
 ``None`` for non-differentiable leaves) gets a ``None`` update and keeps its state.
 Updates and states keep each parameter's dtype; gradients are cast to it.
+
+On a CUDA device (``lucid.DeviceArray`` leaves, e.g. ``lucid.device_put(params, "cuda")``)
+the same optimizers run the CUDA kernels and keep everything there: ``init`` makes the
+state (count included) on the parameters' device, a host state moved with
+``lucid.device_put`` works too, and a step copies nothing to the host except one 8-byte
+step-count read per learning-rate schedule (schedules are Python functions of the step).
+Parameters, gradients and state must live on one device.
 """
 from ._adam import adam, adamw
 from ._base import EmptyState, GradientTransformation, apply_updates, chain, global_norm, identity

@@ -60,7 +60,7 @@ def _adam_family(name, learning_rate, adam_args, weight_decay, mask):
         mask = None  # nothing decays; do not insist that the mask matches
 
     def init(params):
-        return ScaleByAdamState(new_count(), zeros_like_params(params),
+        return ScaleByAdamState(new_count(params), zeros_like_params(params),
                                 zeros_like_params(params))
 
     def update(grads, state, params=None):

@@ -20,6 +20,8 @@ import numpy as np
 
 from .. import tree as _tree
 from ..tree import path_str
+from . import _leaf
+from ._leaf import is_device
 
 __all__ = ["GradientTransformation", "EmptyState", "apply_updates", "chain", "identity",
            "global_norm"]
@@ -79,28 +81,34 @@ def describe_path(path) -> str:
     return f"'{path_str(path)}'" if path else "the root"
 
 
-def c_array(a, dtype=None) -> np.ndarray:
+def c_array(a, dtype=None):
     """``a`` as a C-contiguous array (copied only if needed), keeping its shape: unlike
     ``np.ascontiguousarray``, which turns a 0-d array into shape (1,) and so broke every
-    transform on scalar parameters (a 0-d update no longer matched its parameter)."""
+    transform on scalar parameters (a 0-d update no longer matched its parameter).
+    A device array stays on its device (cast there by a kernel when ``dtype`` differs)."""
+    if is_device(a):
+        return _leaf.as_dtype(a, a.dtype if dtype is None else dtype)
     return np.asarray(a, dtype=dtype, order="C")
 
 
 def is_float_array(x) -> bool:
-    return isinstance(x, np.ndarray) and x.dtype.type in _FLOAT
+    """A float32/float64 array, on the host or a device."""
+    return (isinstance(x, np.ndarray) or is_device(x)) and x.dtype.type in _FLOAT
 
 
 def zeros_like_params(params):
-    """A tree of float zeros shaped like each float leaf of ``params`` (None elsewhere)."""
+    """A tree of float zeros shaped like each float leaf of ``params`` (None elsewhere), each
+    on its leaf's device."""
     leaves, treedef, _ = flatten_none(params)
-    return treedef.unflatten([np.zeros(p.shape, p.dtype) if is_float_array(p) else None
+    return treedef.unflatten([_leaf.zeros_like(p) if is_float_array(p) else None
                               for p in leaves])
 
 
-def as_update(name: str, path, g, like) -> np.ndarray:
+def as_update(name: str, path, g, like):
     """Check one gradient/update leaf against ``like`` (its parameter or state array) and
-    return it C-contiguous in ``like``'s dtype (the parameter's dtype always wins)."""
-    if not isinstance(g, np.ndarray):
+    return it C-contiguous in ``like``'s dtype (the parameter's dtype always wins), on the
+    device both live on (a clear error when they live on different devices)."""
+    if not isinstance(g, np.ndarray) and not is_device(g):
         try:
             g = np.asarray(g)
         except TypeError as e:
@@ -117,6 +125,7 @@ def as_update(name: str, path, g, like) -> np.ndarray:
     if g.shape != like.shape:
         raise ValueError(f"{name}: the update at {describe_path(path)} has shape {g.shape}, but "
                          f"the parameter/state there has shape {like.shape}")
+    _leaf.check_same_place(name, describe_path(path), g, like)
     return c_array(g, like.dtype)
 
 
@@ -126,12 +135,14 @@ def check_state(name: str, state, cls):
                         f"got {type(state).__name__}")
 
 
-def next_count(count) -> np.ndarray:
-    return np.asarray(int(count) + 1, dtype=np.int64)
+def next_count(count):
+    """The step count after one more update, where ``count`` lives."""
+    return _leaf.next_count(count)
 
 
-def new_count() -> np.ndarray:
-    return np.zeros((), dtype=np.int64)
+def new_count(params=None):
+    """A zero step count: on the device of ``params``' first device leaf, else the host."""
+    return _leaf.new_count(flatten_none(params)[0] if params is not None else ())
 
 
 def check_scalar(name: str, arg: str, value, lo=None, hi=None, lo_open=False, hi_open=False):
@@ -184,7 +195,7 @@ def apply_updates(params, updates):
             out.append(p)
             continue
         u = as_update("lucid.optim.apply_updates", path, u, p)
-        out.append(np.add(p, u, out=np.empty_like(p)))  # 0-d stays an array
+        out.append(_leaf.plus(p, u))
     return treedef.unflatten(out)
 
 
@@ -218,12 +229,17 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 
 def global_norm(tree) -> float:
-    """The L2 norm of all float leaves of ``tree`` together (None leaves are skipped)."""
+    """The L2 norm of all float leaves of ``tree`` together (None leaves are skipped).
+
+    For device leaves the norm is computed on the device and read back once (8 bytes);
+    ``clip_by_global_norm`` keeps it on the device instead.
+    """
     from .._backend import kernels
+    leaves = [leaf for leaf in flatten_none(tree)[0] if leaf is not None]
+    if any(is_device(leaf) for leaf in leaves):
+        return float(_leaf.device_norm("lucid.optim.global_norm", leaves).copy_to_host()[0])
     total, buf = 0.0, np.zeros(1, np.float64)
-    for leaf in flatten_none(tree)[0]:
-        if leaf is None:
-            continue
+    for leaf in leaves:
         leaf = c_array(leaf)
         if leaf.dtype.type not in _FLOAT:
             raise TypeError(f"lucid.optim.global_norm: leaves must be float32/float64 arrays, "

@@ -29,6 +29,13 @@ def _optimizer_step_abstract(*leaves, optimizer, defs, counts):
 
 @optimizer_step_p.def_impl
 def _optimizer_step_impl(*leaves, out, optimizer, defs, counts):
+    for dst, src in step_results(leaves, out, optimizer, defs, counts):
+        dst[...] = src
+
+
+def step_results(leaves, out, optimizer, defs, counts) -> list:
+    """Run one eager step on ``leaves``; ``(out buffer, result)`` pairs, each checked to
+    match its buffer's shape and dtype (a backend's impl copies each result in)."""
     grads, state, params = _unflatten(leaves, defs, counts)
     updates, new_state = optimizer.update(grads, state, params)
     new_params = apply_updates(params, updates)
@@ -37,10 +44,10 @@ def _optimizer_step_impl(*leaves, out, optimizer, defs, counts):
         raise ValueError("lucid.optim: the optimizer changed the structure of its state or "
                          "parameters between steps; it cannot run inside lucid.jit")
     for dst, src in zip(out, results):
-        if dst.shape != src.shape or dst.dtype != src.dtype:
+        if tuple(dst.shape) != tuple(src.shape) or dst.dtype != src.dtype:
             raise ValueError(f"lucid.optim: the optimizer returned a {src.dtype}{src.shape} leaf "
                              f"for a {dst.dtype}{dst.shape} one; it cannot run inside lucid.jit")
-        dst[...] = src
+    return list(zip(out, results))
 
 
 optimizer_step_p.def_vjp(lambda cts, *xs, **_: (None,) * len(xs))  # not differentiated

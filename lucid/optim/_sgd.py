@@ -5,16 +5,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._backend import kernels
 from ._base import (GradientTransformation, as_update, c_array, check_learning_rate, check_scalar,
                     check_state, learning_rate_at, new_count, next_count,
                     zeros_like_params)
+from ._leaf import empty_like, flat, is_device, kernels_of
 from ._transforms import (default_weight_decay_mask, leaves_of, state_array,
                           weight_decay_mask_leaves)
 
 __all__ = ["SgdState", "sgd"]
-
-K = kernels("optim")
 
 
 class SgdState(NamedTuple):
@@ -52,7 +50,7 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False,
         raise ValueError(f"{name}: nesterov=True needs momentum > 0")
 
     def init(params):
-        return SgdState(new_count(), zeros_like_params(params) if momentum else None)
+        return SgdState(new_count(params), zeros_like_params(params) if momentum else None)
 
     def update(grads, state, params=None):
         check_state(name, state, SgdState)
@@ -67,7 +65,8 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False,
         out, new_bufs = [], []
         for path, g, p, buf, d in zip(paths, ups, ref, bufs, decay):
             if g is not None:
-                like = p if params is not None else (buf if momentum else np.asarray(g))
+                like = p if params is not None else (buf if momentum else
+                                                     g if is_device(g) else np.asarray(g))
                 g, buf = _sgd_leaf(name, path, g, like, buf, wd if d else 0.0, -lr,
                                    momentum, bool(nesterov))
             out.append(g)
@@ -80,13 +79,13 @@ def sgd(learning_rate, momentum: float = 0.0, nesterov: bool = False,
 
 def _sgd_leaf(name, path, g, p, buf, wd, scale, momentum, nesterov):
     g = as_update(name, path, g, p)
-    p_flat = c_array(p, g.dtype).reshape(-1) if wd != 0.0 else g.reshape(-1)
-    u_out = np.empty_like(g)
+    p_flat = flat(c_array(p, g.dtype)) if wd != 0.0 else flat(g)
+    u_out, K = empty_like(g), kernels_of(g)
     if not momentum:
-        K.sgd_update(g.reshape(-1), p_flat, wd, scale, u_out.reshape(-1))
+        K.sgd_update(flat(g), p_flat, wd, scale, flat(u_out))
         return u_out, buf
     buf = state_array(name, path, buf, g)
-    buf_out = np.empty_like(buf)
-    K.sgd_momentum_update(g.reshape(-1), p_flat, buf.reshape(-1), momentum, nesterov, wd, scale,
-                          buf_out.reshape(-1), u_out.reshape(-1))
+    buf_out = empty_like(buf)
+    K.sgd_momentum_update(flat(g), p_flat, flat(buf), momentum, nesterov, wd, scale,
+                          flat(buf_out), flat(u_out))
     return u_out, buf_out

@@ -8,16 +8,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._backend import kernels
+from . import _leaf
 from ._base import (EmptyState, GradientTransformation, as_update, c_array, check_scalar,
                     check_state, describe_path, flatten_none, flatten_up_to, global_norm,
                     is_float_array, learning_rate_at, new_count, next_count, zeros_like_params)
+from ._leaf import empty_like, flat, is_device, kernels_of
 
 __all__ = ["ScaleByAdamState", "ScaleByScheduleState", "TraceState", "scale",
            "scale_by_schedule", "scale_by_learning_rate", "scale_by_adam", "trace",
            "add_decayed_weights", "clip_by_global_norm", "default_weight_decay_mask"]
-
-K = kernels("optim")
 
 
 class ScaleByAdamState(NamedTuple):
@@ -49,13 +48,17 @@ def leaves_of(name: str, updates, params, *trees):
     return treedef, paths, ref_leaves, ups, [flatten_up_to(treedef, t, name) for t in trees]
 
 
-def state_array(name: str, path, s, like: np.ndarray) -> np.ndarray:
-    """A state leaf checked against its parameter/update ``like``, C-contiguous in its dtype."""
+def state_array(name: str, path, s, like):
+    """A state leaf checked against its parameter/update ``like`` (shape and device),
+    C-contiguous in its dtype."""
     if not is_float_array(s) or s.shape != like.shape:
-        got = f"shape {s.shape}" if isinstance(s, np.ndarray) else type(s).__name__
+        got = (f"shape {s.shape}" if isinstance(s, np.ndarray) or is_device(s)
+               else type(s).__name__)
         raise ValueError(f"{name}: the optimizer state at {describe_path(path)} has {got}, "
                          f"expected a float array of shape {like.shape} (state from init of "
                          "other params?)")
+    _leaf.check_same_place(name, describe_path(path), like, s,
+                           what=("parameter/update", "optimizer state"))
     return c_array(s, like.dtype)
 
 
@@ -85,9 +88,14 @@ def default_weight_decay_mask(params):
 def _map_updates(name, updates, fn):
     """Apply ``fn(u)`` to every non-None update leaf (checked to be a float array)."""
     leaves, treedef, paths = flatten_none(updates)
-    out = [None if u is None else fn(as_update(name, path, u, np.asarray(u)))
+    out = [None if u is None else fn(as_update(name, path, u, _itself(u)))
            for u, path in zip(leaves, paths)]
     return treedef.unflatten(out)
+
+
+def _itself(u):
+    """``u`` as the array it is checked against (itself; NumPy-converted on the host)."""
+    return u if is_device(u) else np.asarray(u)
 
 
 def scale(step_size: float) -> GradientTransformation:
@@ -96,13 +104,9 @@ def scale(step_size: float) -> GradientTransformation:
     step_size = check_scalar(name, "step_size", step_size)
 
     def update(updates, state, params=None):
-        return _map_updates(name, updates, lambda u: _times(u, step_size)), state
+        return _map_updates(name, updates, lambda u: _leaf.scaled(u, step_size)), state
 
     return GradientTransformation(lambda params: EmptyState(), update)
-
-
-def _times(u: np.ndarray, factor: float) -> np.ndarray:
-    return np.multiply(u, factor, out=np.empty_like(u))
 
 
 def scale_by_schedule(step_size_fn) -> GradientTransformation:
@@ -115,10 +119,10 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
     def update(updates, state, params=None):
         check_state(name, state, ScaleByScheduleState)
         factor = learning_rate_at(name, step_size_fn, state.count)
-        out = _map_updates(name, updates, lambda u: _times(u, factor))
+        out = _map_updates(name, updates, lambda u: _leaf.scaled(u, factor))
         return out, ScaleByScheduleState(next_count(state.count))
 
-    return GradientTransformation(lambda params: ScaleByScheduleState(new_count()), update)
+    return GradientTransformation(lambda params: ScaleByScheduleState(new_count(params)), update)
 
 
 def scale_by_learning_rate(learning_rate, *, flip_sign: bool = True) -> GradientTransformation:
@@ -145,13 +149,23 @@ def check_adam_args(name: str, b1, b2, eps, eps_root=0.0):
 
 def adam_leaf(name, path, g, p, mu, nu, hyper, wd, scale_):
     """One leaf of Adam(W); returns ``(update, mu, nu)``. ``hyper`` = (b1, b2, eps, eps_root,
-    bc1, bc2, bc1_next, nesterov). ``p`` is read only when ``wd != 0``."""
+    nesterov, bias): ``bias`` is (bc1, bc2, bc1_next), or a device step count from which the
+    kernel computes them on the device. ``p`` is read only when ``wd != 0``."""
     g = as_update(name, path, g, p)
     mu, nu = state_array(name, path, mu, p), state_array(name, path, nu, p)
-    mu_out, nu_out, u_out = np.empty_like(mu), np.empty_like(nu), np.empty_like(g)
-    p_flat = c_array(p).reshape(-1) if wd != 0.0 else g.reshape(-1)
-    K.adam_update(g.reshape(-1), p_flat, mu.reshape(-1), nu.reshape(-1), *hyper, scale_, wd,
-                  mu_out.reshape(-1), nu_out.reshape(-1), u_out.reshape(-1))
+    mu_out, nu_out, u_out = empty_like(mu), empty_like(nu), empty_like(g)
+    p_flat = flat(c_array(p)) if wd != 0.0 else flat(g)
+    b1, b2, eps, eps_root, nesterov, bias = hyper
+    args = (flat(g), p_flat, flat(mu), flat(nu))
+    outs = (flat(mu_out), flat(nu_out), flat(u_out))
+    if is_device(bias):
+        _leaf.check_same_place(name, describe_path(path), g, bias,
+                               what=("update", "step count"))
+        kernels_of(g).adam_update_counted(*args, bias.raw, b1, b2, eps, eps_root, nesterov,
+                                          scale_, wd, *outs)
+    else:
+        kernels_of(g).adam_update(*args, b1, b2, eps, eps_root, *bias, nesterov, scale_, wd,
+                                  *outs)
     return u_out, mu_out, nu_out
 
 
@@ -164,7 +178,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     nesterov = check_nesterov(name, nesterov)
 
     def init(params):
-        return ScaleByAdamState(new_count(), zeros_like_params(params),
+        return ScaleByAdamState(new_count(params), zeros_like_params(params),
                                 zeros_like_params(params))
 
     def update(updates, state, params=None):
@@ -184,9 +198,12 @@ def adam_tree_update(name, treedef, leaves, count, betas_eps, scale_):
     ``betas_eps`` = (b1, b2, eps, eps_root, nesterov); ``count`` is the state's step count.
     """
     b1, b2, eps, eps_root, nesterov = betas_eps
-    t = int(count) + 1
-    hyper = (b1, b2, eps, eps_root, 1.0 - b1 ** t, 1.0 - b2 ** t, 1.0 - b1 ** (t + 1),
-             bool(nesterov))
+    if is_device(count):  # bias corrections from the count on the device: no host read
+        bias = count
+    else:
+        t = int(count) + 1
+        bias = (1.0 - b1 ** t, 1.0 - b2 ** t, 1.0 - b1 ** (t + 1))
+    hyper = (b1, b2, eps, eps_root, bool(nesterov), bias)
     out, new_mu, new_nu = [], [], []
     for path, g, like, mu, nu, wd in zip(*leaves):
         if g is not None:
@@ -212,10 +229,10 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
             if g is not None:
                 g = as_update(name, path, g, buf if is_float_array(buf) else None)
                 buf = state_array(name, path, buf, g)
-                u_out, buf_out = np.empty_like(g), np.empty_like(buf)
-                K.sgd_momentum_update(g.reshape(-1), g.reshape(-1), buf.reshape(-1), decay,
-                                      bool(nesterov), 0.0, 1.0, buf_out.reshape(-1),
-                                      u_out.reshape(-1))
+                u_out, buf_out = empty_like(g), empty_like(buf)
+                kernels_of(g).sgd_momentum_update(flat(g), flat(g), flat(buf), decay,
+                                                  bool(nesterov), 0.0, 1.0, flat(buf_out),
+                                                  flat(u_out))
                 g, buf = u_out, buf_out
             out.append(g)
             new_bufs.append(buf)
@@ -240,7 +257,7 @@ def add_decayed_weights(weight_decay: float = 0.0, mask=None) -> GradientTransfo
             if u is not None:
                 u = as_update(name, path, u, p)
                 if d and wd != 0.0:
-                    u = np.add(u, wd * p, out=np.empty_like(u))
+                    u = _leaf.plus_scaled(u, p, wd)
             out.append(u)
         return treedef.unflatten(out), state
 
@@ -253,6 +270,11 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     max_norm = check_scalar(name, "max_norm", max_norm, lo=0.0, lo_open=True)
 
     def update(updates, state, params=None):
+        leaves = [u for u in flatten_none(updates)[0] if u is not None]
+        if any(is_device(u) for u in leaves):  # the norm and the decision stay on the device
+            norm, norm_in = _leaf.device_norm(name, leaves), {}
+            return _map_updates(name, updates,
+                                lambda u: _leaf.clipped(u, norm, max_norm, norm_in)), state
         norm = global_norm(updates)
         if norm < max_norm:
             return updates, state
