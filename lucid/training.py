@@ -201,9 +201,3 @@ def evaluate(apply_fn: Callable, params, state, batches, *, sharded: bool = Fals
         raise ValueError("lucid.training.evaluate: got no batches to evaluate")
     return {"loss": total_loss / count, "accuracy": correct / count, "count": count}
 
-
-def global_norm(t) -> float:
-    """The L2 norm of all leaves of a pytree (for logging)."""
-    from .tree import leaves
-    return float(np.sqrt(sum(float(np.sum(np.square(l, dtype=np.float64)))
-                             for l in leaves(t) if l is not None)))
