@@ -138,7 +138,8 @@ def _close_tree(got, want, rtol):
 def test_cli_train_on_device_checkpoints_host_arrays(tmp_path):
     """`lucid train --device cuda` (simulated device): trains, evaluates, and its checkpoint
     resumes on the CPU with the same numbers a CPU run has."""
-    args = ["--epochs", "1", "--train-size", "16", "--test-size", "8", "--batch-size", "8",
+    # the simulator runs ~120 us per simulated thread: two steps at batch 2
+    args = ["--epochs", "1", "--train-size", "4", "--test-size", "2", "--batch-size", "2",
             "--depths", "1,1,1,1", "--dims", "8,16,24,32", "--quiet"]
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
 
