@@ -79,6 +79,28 @@ def broadcast(src, shape, dtype=None):
     return out
 
 
+def device_full(device, shape, value, dtype):
+    """A new DeviceArray of ``shape`` and ``dtype`` on ``device`` filled with ``value``
+    (lucid.numpy's ``*_like`` of a device array)."""
+    from ._device import _cuda
+    dtype = np.dtype(dtype)
+    with _cuda().gpus[device.id]:
+        a = empty(tuple(shape), dtype)
+        if a.size:
+            KM.fill(a, np.asarray(value).astype(dtype).item())
+    return DeviceArray(a, device)
+
+
+def device_copy(x, dtype):
+    """A new DeviceArray: ``x`` cast to ``dtype`` on its device (``array``/``asarray``)."""
+    from ._device import _cuda
+    with _cuda().gpus[x.device.id]:
+        a = empty(x.shape, dtype)
+        if a.size:
+            KM.cast(x.raw, a)
+    return DeviceArray(a, x.device)
+
+
 # ----------------------------------------------------------------------------- elementwise
 
 def _flat(family, kernel):
