@@ -159,7 +159,10 @@ def _astype(x, *, out, dtype):
 # ----------------------------------------------------------------------------- shapes
 
 def _reshape(x, *, shape):
-    return x.reshape(tuple(shape))
+    if not x.is_c_contiguous():
+        raise ValueError(f"lucid (cuda): reshape is a view of a C-contiguous array (every "
+                         f"primitive writes one); this {x.shape} array is strided")
+    return DeviceArray(x.raw.reshape(tuple(shape)), x.device)   # (a tuple: 0-d too)
 
 
 def _broadcast_to(x, *, out, shape):
