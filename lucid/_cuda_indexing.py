@@ -68,7 +68,7 @@ def _positions(base, dims, idx=None, arrays=()):
     astrides = tuple(a[1] for a in arrays) + (0,) * (KG.MAX_ARRAYS - len(arrays))
     if idx is None:
         idx = empty((1, 1), np.int64)   # never read: no index arrays
-    KG.positions(int(base), shape, strides, bstrides, idx, sizes, astrides, pos)
+    KG.positions(int(base), shape, strides, bstrides, idx, len(arrays), sizes, astrides, pos)
     return pos
 
 

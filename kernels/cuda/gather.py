@@ -53,14 +53,14 @@ def _put(src, pos, out):
         out[pos[i]] = src[i]
 
 
-def positions(base, shape, strides, bstrides, idx, sizes, astrides, pos):
+def positions(base, shape, strides, bstrides, idx, narr, sizes, astrides, pos):
     """pos[i] = the source flat position of output element i (see the module docstring).
 
     ``shape``, ``strides``, ``bstrides`` are tuples of :data:`MAX_DIMS` ints (leading
-    dims of size 1 pad them); ``sizes``, ``astrides`` tuples of :data:`MAX_ARRAYS` ints;
-    ``idx`` an int64 (n_arrays or 1, block size or 1) device array; ``pos`` flat int64.
+    dims of size 1 pad them); ``idx`` an int64 (narr or 1, block size or 1) device array
+    whose first ``narr`` rows are read; ``sizes``, ``astrides`` tuples of
+    :data:`MAX_ARRAYS` ints (the indexed axes' sizes and strides); ``pos`` flat int64.
     """
-    narr = sum(1 for s in sizes if s > 0)
     launch(_positions, pos.size, int(base), shape, strides, bstrides, idx, sizes, astrides,
            narr, pos)
 

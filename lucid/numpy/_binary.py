@@ -164,6 +164,11 @@ def where(cond, x, y):
         if cond.dtype != np.bool_:
             raise TypeError(err("where", f"cond must be a bool array (e.g. from x > 0), got a "
                                          f"traced array of dtype {cond.dtype}"))
+    elif getattr(cond, "__lucid_backend__", None) is not None:   # stays on its device
+        if cond.dtype.kind not in "biuf":
+            raise TypeError(err("where", f"cond must be a bool array, got dtype {cond.dtype}"))
+        if cond.dtype != np.bool_:
+            cond = not_equal(cond, 0)
     else:
         try:
             cond = np.asarray(cond)

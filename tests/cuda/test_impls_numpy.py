@@ -135,6 +135,18 @@ def test_where_and_clip(dtype):
     check(lambda a, b: lnp.where(lnp.greater(a, b), a, b), x, y, dtype=dtype)
     check(lambda a: lnp.where(a > 0, a, 0.0), x, dtype=dtype)
     check(lambda a: lnp.clip(a, -0.5, 0.5), x, dtype=dtype)
+    c = np.array([[1, 0, 2, 0]] * 3, np.int64)      # an eager condition, not bool
+    check(lambda c, a, b: lnp.where(c, a, b), c, x, y, dtype=dtype, grad=False)
+    check(lambda c, a, b: lnp.where(c, a, b), c != 0, x, y, dtype=dtype, grad=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nn_activations_built_as_flat_primitives(dtype):
+    import lucid.nn.functional as F
+    x = _x((3, 4), dtype)
+    x[0, 0] = 0
+    check(F.relu, x, dtype=dtype)
+    check(lambda a: F.gelu(a, approximate="tanh"), x, dtype=dtype)
 
 
 @pytest.mark.parametrize("name", ["less", "less_equal", "greater", "greater_equal", "equal",
