@@ -322,3 +322,17 @@ def test_host_scalars_go_to_the_device_host_arrays_do_not():
     assert_equal(lucid.device_get(y), np.full((2, 3), 2, np.float32))
     with pytest.raises(ValueError, match="two devices"):
         lnp.add(xd, np.ones(3, np.float32))
+
+
+def test_a_small_mlp_loss_written_in_lucid_numpy():
+    """matmul, tanh, max, exp, log, sum, a gather of the labels and an L2 term, together."""
+    rng = np.random.default_rng(0)
+    p = {"w1": _x((5, 8), np.float32), "b1": np.zeros(8, np.float32), "w2": _x((8, 3), np.float32, 1)}
+
+    def loss(p, x, y):
+        z = lnp.matmul(lnp.tanh(lnp.matmul(x, p["w1"]) + p["b1"]), p["w2"])
+        z = z - lnp.max(z, axis=1, keepdims=True)
+        nll = lnp.log(lnp.sum(lnp.exp(z), axis=1)) - z[lnp.arange(6), y]
+        return lnp.mean(nll) + 1e-3 * sum(lnp.sum(lnp.square(v)) for v in p.values())
+
+    check(loss, p, _x((6, 5), np.float32, 2), rng.integers(0, 3, 6), dtype=np.float32)
