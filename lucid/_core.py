@@ -300,7 +300,9 @@ def backend_of(args) -> str:
     for a in args:
         dev = getattr(a, "__lucid_backend__", None)
         if dev is None:
-            if isinstance(a, np.ndarray):
+            # a 0-d host array is a scalar (a weak Python number that ``convert`` made an
+            # array): it goes wherever the arrays are, as Python and NumPy scalars do
+            if isinstance(a, np.ndarray) and a.ndim:
                 dev = "cpu"
             else:
                 continue

@@ -164,6 +164,11 @@ def where(cond, x, y):
         if cond.dtype != np.bool_:
             raise TypeError(err("where", f"cond must be a bool array (e.g. from x > 0), got a "
                                          f"traced array of dtype {cond.dtype}"))
+    elif getattr(cond, "__lucid_backend__", None) is not None:   # stays on its device
+        if cond.dtype.kind not in "biuf":
+            raise TypeError(err("where", f"cond must be a bool array, got dtype {cond.dtype}"))
+        if cond.dtype != np.bool_:
+            cond = not_equal(cond, 0)
     else:
         try:
             cond = np.asarray(cond)
@@ -209,8 +214,8 @@ compare_p.def_vjp(lambda cts, x, y, **_: (None, None))  # a boolean mask has no 
 def _operand(x, other):
     """An array for a comparison operand; a Python number takes the other side's dtype
     (NumPy's weak scalars: ``f32_array > 0.1`` compares in float32)."""
-    if isinstance(x, (Tracer, np.ndarray)):
-        return x
+    if isinstance(x, (Tracer, np.ndarray)) or getattr(x, "__lucid_backend__", None):
+        return x   # (a device array stays on its device)
     dtype = getattr(other, "dtype", None)
     if isinstance(x, (int, float)) and not isinstance(x, bool) and dtype is not None \
             and np.dtype(dtype).kind in "fiu" and (np.dtype(dtype).kind == "f" or isinstance(x, int)):
@@ -256,7 +261,8 @@ def _add_int_impl(x, *, out, value):
 
 def add_int(x, value: int):
     """``x + value`` for an integer array (a counter), traceable; not differentiable."""
-    if not isinstance(x, Tracer):
+    on_device = getattr(x, "__lucid_backend__", None) is not None
+    if not isinstance(x, Tracer) and not on_device:
         return np.asarray(np.asarray(x) + value, np.asarray(x).dtype)
     if x.dtype.kind not in "iu":
         raise TypeError(err("add_int", f"expected an integer array, got dtype {x.dtype}"))

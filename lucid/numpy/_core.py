@@ -48,6 +48,14 @@ def _on_device(x) -> bool:
     return getattr(x, "__lucid_backend__", None) is not None
 
 
+def device_under(x):
+    """The device of the array under ``x`` (a DeviceArray, or a grad tracer's value), or
+    None on the host and inside jit (whose tracers have no values)."""
+    while isinstance(x, Tracer):
+        x = getattr(x, "primal", None)
+    return x.device if _on_device(x) else None
+
+
 def result_dtype(opname: str, *xs) -> np.dtype:
     """The float dtype of an operation on ``xs`` (see the module docstring)."""
     dts = [np.dtype(x.dtype) if _on_device(x) else _strong_dtype(x, opname) for x in xs]

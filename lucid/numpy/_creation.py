@@ -9,7 +9,7 @@ import numpy as np
 
 from .._autodiff import Tracer
 from .._limits import check_alloc
-from ._core import DEFAULT_DTYPE, astype, check_shape, err
+from ._core import DEFAULT_DTYPE, astype, check_shape, device_under, err
 
 float32, float64 = np.float32, np.float64
 int32, int64, bool_ = np.int32, np.int64, np.bool_
@@ -40,9 +40,18 @@ def _from_python(x, opname):
     return arr
 
 
+def _on_device(x, dtype, copy):
+    """A device array ``x`` as ``dtype`` on its device (a device copy when asked or cast)."""
+    from .._cuda_impls_numpy import device_copy
+    dt = _dtype(dtype, "asarray", x.dtype)
+    return device_copy(x, dt) if copy or dt != x.dtype else x
+
+
 def asarray(x, dtype=None):
     """``x`` as an array, without copying when possible. A tracer is returned as is
-    (cast with :func:`astype` when ``dtype`` differs)."""
+    (cast with :func:`astype` when ``dtype`` differs); a device array stays on its device."""
+    if getattr(x, "__lucid_backend__", None) is not None:
+        return _on_device(x, dtype, copy=False)
     if isinstance(x, Tracer):
         return x if dtype is None else astype(x, dtype)
     arr = _from_python(x, "asarray")
@@ -53,6 +62,8 @@ def array(x, dtype=None):
     """Like :func:`asarray`, but always a new array (tracers are immutable: returned as is)."""
     if isinstance(x, Tracer):
         return asarray(x, dtype)
+    if getattr(x, "__lucid_backend__", None) is not None:
+        return _on_device(x, dtype, copy=True)
     arr = _from_python(x, "array")
     return arr.astype(_dtype(dtype, "array", arr.dtype), copy=True)
 
@@ -82,29 +93,36 @@ def full(shape, fill_value, dtype=None):
     return np.full(_sized(shape, dt, "full"), fill_value, dt)
 
 
-def _like(x, opname):
-    if isinstance(x, Tracer):
-        return x.shape, x.dtype
-    arr = _from_python(x, opname)
-    return arr.shape, arr.dtype
+def _filled_like(x, fill_value, dtype, opname):
+    """``fill_value`` with ``x``'s shape and dtype (or ``dtype``), on ``x``'s device."""
+    if getattr(x, "__lucid_backend__", None) is not None or isinstance(x, Tracer):
+        shape, dt = tuple(x.shape), np.dtype(x.dtype)
+    else:
+        arr = _from_python(x, opname)
+        shape, dt = arr.shape, arr.dtype
+    dt = _dtype(dtype, opname, dt)
+    device = device_under(x)
+    if device is not None:
+        from .._cuda_impls_numpy import device_full
+        return device_full(device, shape, fill_value, dt)
+    return np.full(shape, fill_value, dt)
 
 
 def zeros_like(x, dtype=None):
-    """Zeros with ``x``'s shape and dtype (works on tracers; no gradient)."""
-    shape, dt = _like(x, "zeros_like")
-    return np.zeros(shape, _dtype(dtype, "zeros_like", dt))
+    """Zeros with ``x``'s shape and dtype (works on tracers; no gradient), on ``x``'s
+    device."""
+    return _filled_like(x, 0, dtype, "zeros_like")
 
 
 def ones_like(x, dtype=None):
-    """Ones with ``x``'s shape and dtype (works on tracers; no gradient)."""
-    shape, dt = _like(x, "ones_like")
-    return np.ones(shape, _dtype(dtype, "ones_like", dt))
+    """Ones with ``x``'s shape and dtype (works on tracers; no gradient), on ``x``'s device."""
+    return _filled_like(x, 1, dtype, "ones_like")
 
 
 def full_like(x, fill_value, dtype=None):
-    """``fill_value`` with ``x``'s shape and dtype (works on tracers; no gradient)."""
-    shape, dt = _like(x, "full_like")
-    return np.full(shape, fill_value, _dtype(dtype, "full_like", dt))
+    """``fill_value`` with ``x``'s shape and dtype (works on tracers; no gradient), on
+    ``x``'s device."""
+    return _filled_like(x, fill_value, dtype, "full_like")
 
 
 def arange(start, stop=None, step=1, dtype=None):

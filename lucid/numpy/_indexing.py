@@ -13,7 +13,7 @@ import numpy as np
 
 from .._backend import kernels
 from .._core import Primitive, Tracer, aval, bind
-from ._core import as_float_array, contig, err, normalize_axis
+from ._core import _on_device, as_float_array, contig, device_under, err, normalize_axis
 from ._shape import reshape
 
 K = kernels("indexing")
@@ -35,6 +35,13 @@ def _index_array(it):
         if it.dtype.kind not in "iu":
             raise TypeError(err("getitem", "indices must be concrete (ints, slices, integer "
                                            f"arrays), got a traced array of dtype {it.dtype}"))
+        return it
+    if _on_device(it):   # an index array already on the device (values never read here)
+        if it.dtype.kind not in "iu":
+            raise TypeError(err("getitem", f"an index array on the device must hold integers, "
+                                           f"got dtype {it.dtype}: a boolean mask's result "
+                                           "shape depends on its values, so mask with a host "
+                                           "(NumPy) array or use lucid.numpy.where"))
         return it
     arr = np.asarray(it)
     if arr.size == 0 and arr.dtype.kind == "f":
@@ -60,7 +67,7 @@ def _check_part(it):
         if not all(v is None or _is_int(v) for v in bounds):
             raise TypeError(err("getitem", f"slice bounds must be ints or None, got {it!r}"))
         return ("slice",) + tuple(None if v is None else int(v) for v in bounds)
-    if isinstance(it, (list, np.ndarray, Tracer)):
+    if isinstance(it, (list, np.ndarray, Tracer)) or _on_device(it):
         return _index_array(it)
     raise TypeError(err("getitem", f"unsupported index {it!r} of type {type(it).__name__}; "
                                    "use ints, slices, None, Ellipsis or integer arrays"))
@@ -89,7 +96,7 @@ def _normalize_index(index, shape):
                 arrays.append(nz)
             dim += it.ndim
             continue
-        elif isinstance(it, (np.ndarray, Tracer)):
+        elif isinstance(it, (np.ndarray, Tracer)) or _on_device(it):
             parts.append(("array", len(arrays)))
             arrays.append(contig(it) if isinstance(it, np.ndarray) else it)
             dim += 1
@@ -220,7 +227,10 @@ def getitem(x, index):
     """``x[index]`` with NumPy semantics: ints, slices, None, Ellipsis, int/bool arrays.
 
     Integer index arrays may be traced (inside ``lucid.jit``); a boolean mask must be
-    concrete, since the result's shape depends on its values.
+    concrete, since the result's shape depends on its values. On a device array, host
+    index arrays (and a mask's indices) are checked, then copied to its device; integer
+    index arrays already on the device cannot be checked without a host read, so their
+    values are clamped into the axis there (JAX's rule for gathers).
 
     Raises:
       IndexError: an index out of bounds. TypeError: a traced non-integer index or a
@@ -232,6 +242,10 @@ def getitem(x, index):
     for a in arrays:
         if isinstance(a, np.ndarray) and a.size:
             _check_array_bounds(a, parts, arrays, x.shape)
+    device = device_under(x)
+    if device is not None:  # host index arrays (checked above) follow x to its device
+        from .._device import device_put
+        arrays = [device_put(a, device) if isinstance(a, np.ndarray) else a for a in arrays]
     return bind(getitem_p, x, *arrays, index=parts)
 
 
@@ -254,10 +268,10 @@ def _check_array_bounds(a, parts, arrays, shape):
 def take(x, indices, axis=None):
     """Elements of ``x`` at integer ``indices`` along ``axis`` (the flattened ``x`` if None)."""
     x = as_float_array(x, "take")
-    if isinstance(indices, Tracer):
+    if isinstance(indices, Tracer) or _on_device(indices):
         if indices.dtype.kind not in "iu":
-            raise TypeError(err("take", f"indices must be integers, got a traced array of "
-                                        f"dtype {indices.dtype}"))
+            raise TypeError(err("take", f"indices must be integers, got a traced or device "
+                                        f"array of dtype {indices.dtype}"))
         idx = indices
     else:
         idx = np.asarray(indices)

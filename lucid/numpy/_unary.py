@@ -26,6 +26,11 @@ def _float_dtype(avals):
     return avals[-1].dtype
 
 
+# Every flat primitive with its (kernel family, kernel name): a device backend registers
+# one generic impl per kernel name for them (lucid/_cuda_impls_numpy.py).
+FLAT_PRIMITIVES: list = []
+
+
 def flat_primitive(name: str, family: str, kernel: str, n_results: int = 1) -> Primitive:
     """A primitive running the flat elementwise kernel ``family.kernel(*inputs, *outputs)``
     over its inputs broadcast to one shape (outputs in the first float input's dtype).
@@ -35,6 +40,7 @@ def flat_primitive(name: str, family: str, kernel: str, n_results: int = 1) -> P
     prim = Primitive(name, multiple_results=n_results > 1)
     prim.inplace_ok = True  # elementwise: an output may overwrite a same-shape input
     fam = kernels(family)
+    FLAT_PRIMITIVES.append((prim, (family, kernel)))
 
     @prim.def_abstract
     def _abstract(*xs):
