@@ -173,7 +173,7 @@ class DeviceArray:
         if not self.is_c_contiguous():
             raise ValueError(f"DeviceArray.reshape: only C-contiguous arrays reshape as views; "
                              f"this one {self.shape} is not")
-        return DeviceArray(self.raw.reshape(*shape), self.device)
+        return DeviceArray(self.raw.reshape(tuple(shape)), self.device)
 
     def block_until_ready(self) -> "DeviceArray":
         """Wait until every kernel queued on this array's device has finished (kernel

@@ -121,12 +121,13 @@ def _leaf_aval(leaf, where):
 
 
 def _as_array(leaf, a: Aval, backend: str):
-    if isinstance(leaf, np.ndarray) or hasattr(leaf, "__lucid_backend__"):
+    if hasattr(leaf, "__lucid_backend__") or (isinstance(leaf, np.ndarray)
+                                              and (backend == "cpu" or leaf.ndim)):
         return leaf
     scalar = np.asarray(leaf, a.dtype)
     if backend == "cpu":
         return scalar
-    from ._device import device_put  # a Python scalar goes where the program runs
+    from ._device import device_put  # a scalar goes where the program runs
     return device_put(scalar, backend)
 
 
