@@ -7,6 +7,11 @@ switches threads between the check and the set, two threads get different "share
 arrays and a block reduction silently sums only part of its inputs. It showed up as an
 intermittent wrong softmax backward once the tests shortened the GIL switch interval.
 This replaces the method with the same logic under a lock.
+
+It also shortens the interpreter's thread switch interval under the simulator: each
+``syncthreads`` of a simulated block otherwise waits a 5 ms GIL switch (a tiled GEMM or
+a block reduction became ~5x slower; the test suite set it, a ``lucid`` process run on the
+simulator did not).
 """
 import sys
 import threading
@@ -18,7 +23,8 @@ from numba.np import numpy_support
 
 
 def install():
-    """Patch ``FakeCUDAShared.array`` (idempotent)."""
+    """Patch ``FakeCUDAShared.array`` (idempotent) and shorten the switch interval."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), 5e-5))
     from numba.cuda.simulator import kernelapi
     shared = kernelapi.FakeCUDAShared
     if getattr(shared.array, "_lucid_locked", False):
