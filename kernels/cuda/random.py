@@ -69,7 +69,7 @@ def _add(a, b):
     return ((hi & _M32) << _S32) | (lo & _M32)
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def philox_block(c0, k0, k1):
     """Philox4x64-10 of the counter (c0, 0, 0, 0) under key (k0, k1): four uint64 words."""
     x0 = c0
@@ -92,7 +92,7 @@ def _key64(key):
     return (uint64(key[0]) << _S32) | uint64(key[1])
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def philox_word(k0, k1, i):
     """Raw word ``i`` (0-based) of NumPy's stream for Philox(key=[k0, k1])."""
     w0, w1, w2, w3 = philox_block(i // _FOUR + _ONE, k0, k1)
