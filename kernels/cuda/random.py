@@ -93,10 +93,8 @@ def _key64(key):
 
 
 @cuda.jit(device=True, inline=True)
-def philox_word(k0, k1, i):
-    """Raw word ``i`` (0-based) of NumPy's stream for Philox(key=[k0, k1])."""
-    w0, w1, w2, w3 = philox_block(i // _FOUR + _ONE, k0, k1)
-    j = i % _FOUR
+def _pick(w0, w1, w2, w3, j):
+    """Word j (0..3) of a block."""
     if j == 0:
         return w0
     if j == 1:
@@ -104,6 +102,13 @@ def philox_word(k0, k1, i):
     if j == 2:
         return w2
     return w3
+
+
+@cuda.jit(device=True, inline=True)
+def philox_word(k0, k1, i):
+    """Raw word ``i`` (0-based) of NumPy's stream for Philox(key=[k0, k1])."""
+    w0, w1, w2, w3 = philox_block(i // _FOUR + _ONE, k0, k1)
+    return _pick(w0, w1, w2, w3, i % _FOUR)
 
 
 @cuda.jit(device=True, inline=True)
@@ -121,14 +126,6 @@ def _unit24(w, half):
 # ---------------------------------------------------------------- kernels (grid-stride)
 
 @cuda.jit
-def _words(key, k1, start, out):
-    """out[i] = raw word start + i (uint64)."""
-    k0 = _key64(key)
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = philox_word(k0, k1, uint64(start + i))
-
-
-@cuda.jit
 def _keys(key, k1, out):
     """out (num, 2) uint32: key n is raw word n split into its high and low 32 bits."""
     k0 = _key64(key)
@@ -138,28 +135,65 @@ def _keys(key, k1, out):
         out[i, 1] = w & _M32
 
 
+# Draws of one word per element walk whole Philox blocks (grid-stride over blocks): each
+# block's four words serve four elements, a quarter of the integer work of one block per
+# element. Elements i cover words start + i, so blocks start // 4 .. (start + n - 1) // 4.
+
+def _block_count(start, n):
+    return (start + n + 3) // 4 - start // 4
+
+
+@cuda.jit
+def _words(key, k1, start, out):
+    """out[i] = raw word start + i (uint64)."""
+    k0 = _key64(key)
+    n = out.size
+    for b in range(start // 4 + cuda.grid(1), (start + n + 3) // 4, cuda.gridsize(1)):
+        w0, w1, w2, w3 = philox_block(uint64(b) + _ONE, k0, k1)
+        for j in range(4):
+            i = 4 * b + j - start
+            if 0 <= i < n:
+                out[i] = _pick(w0, w1, w2, w3, j)
+
+
 @cuda.jit
 def _uniform(key, k1, start, minval, scale, out):
     """out[i] = minval + scale * unit53(word start + i), rounded to out's dtype."""
     k0 = _key64(key)
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = minval + scale * _unit53(philox_word(k0, k1, uint64(start + i)))
+    n = out.size
+    for b in range(start // 4 + cuda.grid(1), (start + n + 3) // 4, cuda.gridsize(1)):
+        w0, w1, w2, w3 = philox_block(uint64(b) + _ONE, k0, k1)
+        for j in range(4):
+            i = 4 * b + j - start
+            if 0 <= i < n:
+                out[i] = minval + scale * _unit53(_pick(w0, w1, w2, w3, j))
 
 
 @cuda.jit
 def _bernoulli(key, k1, start, p, out):
     """out[i] = unit53(word start + i) < p (bool)."""
     k0 = _key64(key)
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = _unit53(philox_word(k0, k1, uint64(start + i))) < p
+    n = out.size
+    for b in range(start // 4 + cuda.grid(1), (start + n + 3) // 4, cuda.gridsize(1)):
+        w0, w1, w2, w3 = philox_block(uint64(b) + _ONE, k0, k1)
+        for j in range(4):
+            i = 4 * b + j - start
+            if 0 <= i < n:
+                out[i] = _unit53(_pick(w0, w1, w2, w3, j)) < p
 
 
 @cuda.jit
 def _randint(key, k1, minval, span, out):
     """out[i] = int64(minval + floor(unit53(word i) * span)), in float64 as on the host."""
     k0 = _key64(key)
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = int64(minval + math.floor(_unit53(philox_word(k0, k1, uint64(i))) * span))
+    n = out.size
+    for b in range(cuda.grid(1), (n + 3) // 4, cuda.gridsize(1)):
+        w0, w1, w2, w3 = philox_block(uint64(b) + _ONE, k0, k1)
+        for j in range(4):
+            i = 4 * b + j
+            if i < n:
+                u = _unit53(_pick(w0, w1, w2, w3, j))
+                out[i] = int64(minval + math.floor(u * span))
 
 
 @cuda.jit
@@ -204,7 +238,7 @@ def words(key, k1, start, out):
       start: the first word's index (int).
       out: uint64 flat device array.
     """
-    launch(_words, out.size, key, np.uint64(k1), np.int64(start), out)
+    launch(_words, _block_count(start, out.size), key, np.uint64(k1), np.int64(start), out)
 
 
 def keys(key, k1, out):
@@ -214,18 +248,20 @@ def keys(key, k1, out):
 
 def uniform(key, k1, start, minval, scale, out):
     """Flat float32/float64 ``out`` = minval + scale * unit (53-bit units, float64 math)."""
-    launch(_uniform, out.size, key, np.uint64(k1), np.int64(start), np.float64(minval),
-           np.float64(scale), out)
+    launch(_uniform, _block_count(start, out.size), key, np.uint64(k1), np.int64(start),
+           np.float64(minval), np.float64(scale), out)
 
 
 def bernoulli(key, k1, start, p, out):
     """Flat bool ``out`` = unit < p, units from words ``start ..``."""
-    launch(_bernoulli, out.size, key, np.uint64(k1), np.int64(start), np.float64(p), out)
+    launch(_bernoulli, _block_count(start, out.size), key, np.uint64(k1), np.int64(start),
+           np.float64(p), out)
 
 
 def randint(key, k1, minval, span, out):
     """Flat int64 ``out`` = minval + floor(unit * span) (float64 math, as the host)."""
-    launch(_randint, out.size, key, np.uint64(k1), np.float64(minval), np.float64(span), out)
+    launch(_randint, _block_count(0, out.size), key, np.uint64(k1), np.float64(minval),
+           np.float64(span), out)
 
 
 def normal(key, k1, out):
