@@ -128,6 +128,10 @@ def _apply_mask(x, mask, keep, per_sample, out):
     """out = x * mask / keep, elementwise or per sample (row), as the CPU's _apply_mask."""
     from .kernels.cuda import dropout as KD
     from .nn._dropout import _scale
+    if not x.is_c_contiguous():
+        op = "drop_path" if per_sample else "dropout"
+        raise ValueError(f"lucid.nn.functional.{op} (cuda): expected a C-contiguous device "
+                         f"array, got a strided view of shape {x.shape}")
     scale = _scale(x.dtype, keep)
     if per_sample:
         rows = x.shape[0]

@@ -174,3 +174,10 @@ def test_masks_inside_sample_shard_are_rows_of_the_global_draw(fn):
     _eq(got, fn(x, 0.5, k)[2:5])
     with sample_shard(5, 7), pytest.raises(ValueError, match="sample_shard"):
         fn(xd, 0.5, kd)
+
+
+@runs_kernels
+def test_dropout_refuses_a_strided_device_view():
+    xd = _dev(np.ones((4, 6), np.float32))[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        F.dropout(xd, 0.5, _dev(R.key(0)))
