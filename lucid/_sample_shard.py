@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-__all__ = ["sample_shard", "current_shard", "draw_per_sample", "shard_bounds"]
+__all__ = ["sample_shard", "current_shard", "draw_per_sample", "sample_offset", "shard_bounds"]
 
 _local = threading.local()
 
@@ -71,10 +71,27 @@ def draw_per_sample(draw, shape: tuple, where: str):
     shard = current_shard()
     if shard is None:
         return draw(tuple(shape))
-    offset, total = shard
     n = int(shape[0])
-    if offset + n > total:
+    offset = sample_offset(n, where)
+    return draw((shard[1],) + tuple(shape[1:]))[offset:offset + n]
+
+
+def sample_offset(n: int, where: str) -> int:
+    """The global row of this shard's first sample (0 outside :func:`sample_shard`), after
+    checking that ``n`` local samples fit in the shard. A draw whose values are a function
+    of the element's flat index (lucid.random's) can start there instead of drawing the
+    global batch and slicing it (the device draws do).
+
+    Args:
+      n: the local batch size (axis 0 of the drawn array).
+      where: the calling function, for the error message.
+    """
+    shard = current_shard()
+    if shard is None:
+        return 0
+    offset, total = shard
+    if offset + int(n) > total:
         raise ValueError(f"{where}: the batch axis has {n} samples but the active sample_shard "
                          f"covers rows {offset}..{total - 1} of {total}; per-sample draws inside "
                          "sample_shard need the local batch on axis 0")
-    return draw((total,) + tuple(shape[1:]))[offset:offset + n]
+    return offset

@@ -41,16 +41,23 @@ def key(seed: int) -> np.ndarray:
 PRNGKey = key
 
 
+def _on_device(x) -> bool:
+    """A device array (lucid.DeviceArray): its draws run on its device (the random
+    primitive's device impl), never through the host."""
+    return getattr(x, "__lucid_backend__", None) is not None
+
+
 def is_key(x) -> bool:
-    """True when ``x`` is a lucid key (uint32 array of shape (2,)), concrete or traced."""
-    return (isinstance(x, (np.ndarray, Tracer)) and x.dtype == np.uint32
+    """True when ``x`` is a lucid key (uint32 array of shape (2,)), concrete, traced or on a
+    device."""
+    return ((isinstance(x, (np.ndarray, Tracer)) or _on_device(x)) and x.dtype == np.uint32
             and tuple(x.shape) == (2,))
 
 
 def _check_key(k, fn: str) -> int:
     if not is_key(k):
-        got = (f"array of dtype {k.dtype} and shape {k.shape}" if isinstance(k, np.ndarray)
-               else type(k).__name__)
+        got = (f"array of dtype {k.dtype} and shape {k.shape}"
+               if isinstance(k, np.ndarray) or _on_device(k) else type(k).__name__)
         raise TypeError(f"lucid.random.{fn}: expected a key (uint32 array of shape (2,), "
                         f"from lucid.random.key), got {got}")
     return (int(k[0]) << 32) | int(k[1])
@@ -248,7 +255,9 @@ def rand(*shape) -> np.ndarray:
 # ----------------------------------------------------------------------------- under jit
 # Inside lucid.jit a key is a traced value: each draw is then one `random` primitive of the
 # program (static: the function, its arguments, the result's shape and dtype) whose impl
-# is the function above, so compiled and eager runs draw the same numbers.
+# is the function above, so compiled and eager runs draw the same numbers. A key on a
+# device (a DeviceArray) is drawn from the same way, eagerly: the primitive's device impl
+# (lucid/_cuda_impls_random.py) computes the same words there.
 
 random_p = Primitive("random")
 random_p.def_abstract(lambda k, *, fn, args, shape, dtype: aval(shape, dtype))
@@ -280,7 +289,7 @@ def _traceable(f):
 
     @functools.wraps(f)
     def draw(k, *args, **kwargs):
-        if not isinstance(k, Tracer):
+        if not isinstance(k, Tracer) and not _on_device(k):
             return f(k, *args, **kwargs)
         if not is_key(k):
             _check_key(k, f.__name__)

@@ -42,7 +42,8 @@ def _apply_mask(x, mask, keep, per_sample, out):
 
 def _masking_primitive(name: str, per_sample: bool):
     """``name(x, key) -> (y, mask)``: the mask is drawn from the key in the forward and is
-    the residual the VJP reads (never redrawn), so a traced program stays deterministic."""
+    the residual the VJP reads (never redrawn), so a traced program stays deterministic.
+    Returns the primitive and its backward ``name_bwd(g, mask) -> g * mask / keep``."""
     prim = Primitive(f"nn.functional.{name}", multiple_results=True)
     bwd = Primitive(f"nn.functional.{name}_bwd")
     prim.saves = ((), (1,))
@@ -70,11 +71,11 @@ def _masking_primitive(name: str, per_sample: bool):
     def _bwd_impl(g, mask, *, out, keep):
         _apply_mask(g, mask, keep, per_sample, out[0])
 
-    return prim
+    return prim, bwd
 
 
-dropout_p = _masking_primitive("dropout", per_sample=False)
-drop_path_p = _masking_primitive("drop_path", per_sample=True)
+dropout_p, dropout_bwd_p = _masking_primitive("dropout", per_sample=False)
+drop_path_p, drop_path_bwd_p = _masking_primitive("drop_path", per_sample=True)
 
 
 def _is_key(key):
