@@ -11,8 +11,8 @@ import numpy as np
 from . import functional as F
 from ._module import Module, check_positive_int
 from ._spec import ParamSpec
-from .._core import Tracer
-from ..numpy._binary import add_int
+from .._core import Tracer, bind
+from ..numpy._binary import add_int, add_int_p
 from ._sync_batch_norm import active_reduce_sum, sync_batch_norm
 
 __all__ = ["Identity", "Conv2d", "Linear", "LayerNorm", "LayerNorm2d", "BatchNorm2d", "GELU",
@@ -185,10 +185,18 @@ def batch_norm_forward(params, state, x, *, train, axis, eps=1e-5, momentum=0.1,
                                             train=True, momentum=momentum, eps=eps, axis=axis)
     new_state = {"running_mean": new_mean, "running_var": new_var}
     if "num_batches_tracked" in state:
-        new_state["num_batches_tracked"] = add_int(
-            state["num_batches_tracked"] if isinstance(state["num_batches_tracked"], Tracer)
-            else np.asarray(state["num_batches_tracked"], np.int64), 1)
+        new_state["num_batches_tracked"] = _counter_plus_one(state["num_batches_tracked"])
     return y, new_state
+
+
+def _counter_plus_one(count):
+    """``count + 1``: traced or on a device through the add_int primitive (np.asarray of a
+    device counter would be a device->host copy per BatchNorm layer), else on the host."""
+    if isinstance(count, Tracer):
+        return add_int(count, 1)
+    if getattr(count, "__lucid_backend__", None) is not None:
+        return bind(add_int_p, count, value=1)
+    return add_int(np.asarray(count, np.int64), 1)
 
 
 class BatchNorm2d(Module):
