@@ -150,3 +150,140 @@ def test_adaptive_avg_pool2d_primitives(nhwc):
     y, = _check(pool.adaptive_avg_pool2d_p, (x,), dtype, out_hw=(2, 3), nhwc=nhwc)
     _check(pool.adaptive_avg_pool2d_bwd_p, (_rand(rng, y.shape, dtype),), dtype, shape=shape,
            nhwc=nhwc)
+
+
+# ----------------------------------------------------------------------------- through the core
+
+def _vjp_on_both(fn, args, consts=()):
+    """``lucid.vjp`` of ``fn(*consts)(*args)`` on the CPU and on the device (every array on
+    it); outputs and gradients equal, no device->host copy in the device forward/backward."""
+    rng = np.random.default_rng(7)
+    out, vjp_fn = lucid.vjp(fn(*consts), *args)
+    outs = out if isinstance(out, tuple) else (out,)
+    cts = tuple(_rand(rng, np.shape(o), o.dtype) for o in outs)
+    want = vjp_fn(cts if isinstance(out, tuple) else cts[0])
+    dconsts, dargs, dcts = lucid.device_put((consts, args, cts), "cuda")
+    with device_to_host_copies() as seen:
+        dout, dvjp_fn = lucid.vjp(fn(*dconsts), *dargs)
+        got = dvjp_fn(dcts if isinstance(out, tuple) else dcts[0])
+    assert seen == []
+    douts = dout if isinstance(out, tuple) else (dout,)
+    for a, b in zip(outs + tuple(want), douts + tuple(got)):
+        assert isinstance(b, lucid.DeviceArray)
+        np.testing.assert_allclose(lucid.device_get(b), a, rtol=1e-4, atol=1e-5)
+
+
+_F32 = np.float32
+_CASES = {
+    "batch_norm_train_nhwc": (
+        lambda rm, rv: lambda x, w, b: F.batch_norm(x, rm, rv, w, b, train=True, momentum=0.2,
+                                                    axis=-1),
+        [(2, 2, 2, 3), (3,), (3,)], [(3,), (3,)]),
+    "batch_norm_train_untracked": (
+        lambda: lambda x: F.batch_norm(x, None, None, train=True)[0], [(2, 3, 2, 2)], []),
+    "batch_norm_eval": (
+        lambda rm, rv: lambda x, w, b: F.batch_norm(x, rm, rv, w, b, axis=1),
+        [(2, 3, 2, 2), (3,), (3,)], [(3,), (3,)]),
+    "softmax": (lambda: lambda x: F.softmax(x, axis=1), [(2, 3, 4)], []),
+    "log_softmax": (lambda: lambda x: F.log_softmax(x), [(2, 3, 4)], []),
+    "cross_entropy_soft": (
+        lambda: lambda x, t: F.cross_entropy(x, F.softmax(t), label_smoothing=0.1),
+        [(3, 5), (3, 5)], []),
+    "relu": (lambda: F.relu, [(3, 4)], []),
+    "gelu_tanh": (lambda: lambda x: F.gelu(x, approximate="tanh"), [(3, 4)], []),
+    "bias_gelu": (lambda: F.bias_gelu, [(3, 4), (4,)], []),
+    "scale_residual": (lambda: F.scale_residual, [(3, 4), (3, 4), (4,), (4,)], []),
+    "inception_nhwc": (
+        lambda: lambda x, w1, b1, w2, w3: F.inception_dwconv2d(
+            x, w1, b1, w2, None, w3, None, data_format="NHWC"),
+        [(1, 3, 4, 8), (2, 1, 3, 3), (2,), (2, 1, 1, 3), (2, 1, 3, 1)], []),
+    "adaptive_avg_pool2d": (lambda: lambda x: F.adaptive_avg_pool2d(x, (2, 2)), [(1, 2, 3, 5)],
+                            []),
+}
+
+
+@runs_kernels
+@pytest.mark.parametrize("name", sorted(_CASES))
+def test_vjp_on_device_equals_cpu(name):
+    make, arg_shapes, const_shapes = _CASES[name]
+    rng = np.random.default_rng(8)
+    args = [_rand(rng, s, _F32) for s in arg_shapes]
+    consts = [(rng.random(s) + 0.5).astype(_F32) for s in const_shapes]
+    _vjp_on_both(make, args, consts)
+
+
+@runs_kernels
+def test_batch_norm_module_trains_on_device():
+    """The facade: BatchNorm2d in training mode on the device updates its held running
+    statistics (and the batch counter) on the device, as on the CPU."""
+    x = _rand(np.random.default_rng(9), (2, 3, 2, 2), _F32, 1.0)
+    cpu_bn, dev_bn = lucid.nn.BatchNorm2d(3).train(), lucid.nn.BatchNorm2d(3).train()
+    want = cpu_bn(x)
+    if "cuda" not in _add_int_impls():   # lucid.numpy's add_int on the device: another branch
+        dev_bn.state = {**lucid.device_put(dev_bn.state, "cuda"),
+                        "num_batches_tracked": dev_bn.state["num_batches_tracked"]}
+        dev_bn.params = lucid.device_put(dev_bn.params, "cuda")
+    else:
+        dev_bn.to("cuda")
+    xd = lucid.device_put(x, "cuda")
+    with device_to_host_copies() as seen:
+        got = dev_bn(xd)
+    assert seen == []
+    np.testing.assert_allclose(lucid.device_get(got), want, rtol=1e-4, atol=1e-5)
+    for k, v in cpu_bn.state.items():
+        np.testing.assert_allclose(np.asarray(lucid.device_get(dev_bn.state[k])), v, rtol=1e-5)
+    assert int(lucid.device_get(dev_bn.state["num_batches_tracked"])) == 1
+
+
+def _add_int_impls():
+    from lucid.numpy._binary import add_int_p
+    _cuda_impls.install()
+    return add_int_p.impls
+
+
+def _float64(tree):
+    return lucid.tree.map(lambda a: a.astype(np.float64) if a.dtype.kind == "f" else a, tree)
+
+
+@runs_kernels
+def test_small_inception_next_training_step_on_device_equals_cpu():
+    """Train-mode forward (batch statistics) + cross-entropy + backward on the device: the
+    loss, every parameter gradient and every new BatchNorm statistic equal to the CPU's
+    within 1e-4 relative, with no device->host copy until they are read.
+
+    Several of these are mathematically zero (the stem conv's bias and the downsampling
+    BatchNorms' shifts feed a later BatchNorm, which removes per-channel shifts; the mixer's
+    identity channels keep the stem BN's zero mean): there both sides hold float32 rounding
+    noise of sums of O(1) terms. Each leaf's tolerance therefore also admits 4x the CPU's own
+    float32 error (its distance to the float64 CPU result), which is ~0 for the other leaves.
+    """
+    from lucid.models import inception_next as module
+    cfg = module.InceptionNeXtConfig(num_classes=5, depths=(1, 1, 1, 1), dims=(8, 16, 24, 32),
+                                     drop_path_rate=0.0)
+    params, state = module.init(lucid.random.key(0), cfg)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    y = np.array([1, 3])
+
+    def loss_fn(p, s, x, y):
+        logits, new_state = module.apply(p, x, state=s, train=True, config=cfg)
+        return F.cross_entropy(logits, y, label_smoothing=0.1), new_state
+
+    step = lucid.value_and_grad(loss_fn, has_aux=True)
+    (want_loss, want_state), want = step(params, state, x, y)
+    (_, exact_state), exact = step(*_float64((params, state, x)), y)
+    p, s, xd, yd = lucid.device_put((params, state, x, y), "cuda")
+    if "cuda" not in _add_int_impls():   # the counters stay host arrays (see above)
+        s = lucid.tree.map(lambda d, h: h if np.asarray(h).dtype.kind == "i" else d, s, state)
+    with device_to_host_copies() as seen:
+        (loss, new_state), grads = step(p, s, xd, yd)
+    assert seen == []
+    assert abs(float(loss) - float(want_loss)) <= 1e-4 * abs(float(want_loss))
+    triples = list(zip(lucid.tree.leaves(grads), lucid.tree.leaves(want),
+                       lucid.tree.leaves(exact)))
+    triples += list(zip(lucid.tree.leaves(new_state), lucid.tree.leaves(want_state),
+                        lucid.tree.leaves(exact_state)))
+    assert len(triples) == len(lucid.tree.leaves(want)) + len(lucid.tree.leaves(want_state))
+    for got, ref, ref64 in triples:
+        got, ref = np.asarray(lucid.device_get(got)), np.asarray(ref)
+        noise = np.abs(ref - np.asarray(ref64)).max()
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max() + 4 * noise)
