@@ -287,3 +287,10 @@ def test_small_inception_next_training_step_on_device_equals_cpu():
         got, ref = np.asarray(lucid.device_get(got)), np.asarray(ref)
         noise = np.abs(ref - np.asarray(ref64)).max()
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max() + 4 * noise)
+
+
+@runs_kernels
+def test_strided_device_view_is_a_clear_error():
+    xd = lucid.device_put(np.ones((2, 6), np.float32), "cuda")
+    with pytest.raises(ValueError, match="expected a C-contiguous device array"):
+        F.softmax(xd[:, ::2])
