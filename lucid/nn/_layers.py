@@ -11,8 +11,8 @@ import numpy as np
 from . import functional as F
 from ._module import Module, check_positive_int
 from ._spec import ParamSpec
-from .._core import Tracer, bind
-from ..numpy._binary import add_int, add_int_p
+from .._core import Tracer
+from ..numpy._binary import add_int
 from ._sync_batch_norm import active_reduce_sum, sync_batch_norm
 
 __all__ = ["Identity", "Conv2d", "Linear", "LayerNorm", "LayerNorm2d", "BatchNorm2d", "GELU",
@@ -190,12 +190,10 @@ def batch_norm_forward(params, state, x, *, train, axis, eps=1e-5, momentum=0.1,
 
 
 def _counter_plus_one(count):
-    """``count + 1``: traced or on a device through the add_int primitive (np.asarray of a
-    device counter would be a device->host copy per BatchNorm layer), else on the host."""
-    if isinstance(count, Tracer):
+    """``count + 1``; a traced or device counter goes to add_int as it is (np.asarray of a
+    device counter would be a device->host copy per BatchNorm layer)."""
+    if isinstance(count, Tracer) or getattr(count, "__lucid_backend__", None) is not None:
         return add_int(count, 1)
-    if getattr(count, "__lucid_backend__", None) is not None:
-        return bind(add_int_p, count, value=1)
     return add_int(np.asarray(count, np.int64), 1)
 
 
