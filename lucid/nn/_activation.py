@@ -13,6 +13,7 @@ from ._validate import as_rows, contiguous, float_array, same_dtype, where
 
 K = kernels("activation")
 KL = kernels("linear")
+_BACKWARD = {}   # name -> its "<name>_bwd" primitive (for backends registering impls)
 
 
 def _elementwise(name: str, backward_reads: str) -> Primitive:
@@ -21,6 +22,7 @@ def _elementwise(name: str, backward_reads: str) -> Primitive:
     fwd = flat_primitive(f"nn.functional.{name}", "activation", f"{name}_fwd")
     bwd = flat_primitive(f"nn.functional.{name}_bwd", "activation", f"{name}_bwd")
     fwd.saves = ((0,), ()) if backward_reads == "x" else ((), (0,))
+    _BACKWARD[name] = bwd
 
     @fwd.def_vjp
     def _vjp(cts, x, *, results, needs):
@@ -32,6 +34,7 @@ def _elementwise(name: str, backward_reads: str) -> Primitive:
 relu_p = _elementwise("relu", "y")            # the gradient mask is y > 0
 gelu_p = _elementwise("gelu", "x")
 gelu_tanh_p = _elementwise("gelu_tanh", "x")
+relu_bwd_p, gelu_bwd_p, gelu_tanh_bwd_p = (_BACKWARD[n] for n in ("relu", "gelu", "gelu_tanh"))
 
 
 def relu(x):

@@ -185,10 +185,16 @@ def batch_norm_forward(params, state, x, *, train, axis, eps=1e-5, momentum=0.1,
                                             train=True, momentum=momentum, eps=eps, axis=axis)
     new_state = {"running_mean": new_mean, "running_var": new_var}
     if "num_batches_tracked" in state:
-        new_state["num_batches_tracked"] = add_int(
-            state["num_batches_tracked"] if isinstance(state["num_batches_tracked"], Tracer)
-            else np.asarray(state["num_batches_tracked"], np.int64), 1)
+        new_state["num_batches_tracked"] = _counter_plus_one(state["num_batches_tracked"])
     return y, new_state
+
+
+def _counter_plus_one(count):
+    """``count + 1``; a traced or device counter goes to add_int as it is (np.asarray of a
+    device counter would be a device->host copy per BatchNorm layer)."""
+    if isinstance(count, Tracer) or getattr(count, "__lucid_backend__", None) is not None:
+        return add_int(count, 1)
+    return add_int(np.asarray(count, np.int64), 1)
 
 
 class BatchNorm2d(Module):

@@ -7,6 +7,7 @@ from ._validate import (axis_to_rows, check_axis, check_real, contiguous, float_
                         same_dtype, where)
 
 K = kernels("softmax")
+_BACKWARD = {}   # name -> its "<name>_bwd" primitive (for backends registering impls)
 
 
 def _rowwise_into(out, kernel, axis, *arrays):
@@ -29,6 +30,7 @@ def _normalizer(name: str) -> Primitive:
     fwd = Primitive(f"nn.functional.{name}")
     bwd = Primitive(f"nn.functional.{name}_bwd")
     fwd.saves = ((), (0,))
+    _BACKWARD[name] = bwd
     fwd.def_abstract(lambda x, *, axis: aval(x.shape, x.dtype))
     bwd.def_abstract(lambda g, y, *, axis: aval(y.shape, g.dtype))
     kernel_fwd, kernel_bwd = getattr(K, f"{name}_fwd"), getattr(K, f"{name}_bwd")
@@ -48,6 +50,7 @@ def _normalizer(name: str) -> Primitive:
 
 softmax_p = _normalizer("softmax")
 log_softmax_p = _normalizer("log_softmax")
+softmax_bwd_p, log_softmax_bwd_p = _BACKWARD["softmax"], _BACKWARD["log_softmax"]
 
 
 def _check_softmax(x, axis, op):
