@@ -196,18 +196,8 @@ def _cross_entropy_bwd(g, x, t, lse, *, out, smoothing, reduction):
     _outs(out, L.cross_entropy_bwd(g.raw, x.raw, t.raw, lse.raw, smoothing, reduction)[:1])
 
 
-def _primitive_named(name):
-    """A primitive the core keeps private (e.g. an activation's backward), found by name."""
-    import gc
-    from ._core import Primitive
-    for obj in gc.get_objects():
-        if isinstance(obj, Primitive) and obj.name == name:
-            return obj
-    raise LookupError(f"lucid (cuda): no primitive named {name!r}")
-
-
 def _install_backward():
-    from .nn import _conv as nn_conv, _linear as nn_linear, _norm as nn_norm
+    from .nn import _activation as nn_act, _conv as nn_conv, _linear as nn_linear, _norm as nn_norm
     from .nn import _pool as nn_pool, _softmax as nn_softmax
     from .numpy import _binary as np_binary, _broadcast as np_broadcast
     table = [(np_binary.sum_product_p, _sum_product), (nn_conv.conv2d_bwd_p, _conv2d_bwd), (nn_norm.layer_norm_bwd_p, _layer_norm_bwd),
@@ -216,6 +206,6 @@ def _install_backward():
              (np_broadcast.sum_to_shape_p, _sum_to_shape),
              (nn_softmax.cross_entropy_p, _cross_entropy),
              (nn_softmax.cross_entropy_bwd_p, _cross_entropy_bwd),
-             (_primitive_named("nn.functional.gelu_bwd"), _activation_bwd("gelu"))]
+             (nn_act.gelu_bwd_p, _activation_bwd("gelu"))]
     for prim, impl in table:
         prim.def_impl(impl, backend="cuda")
