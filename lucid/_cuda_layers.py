@@ -1,5 +1,5 @@
-"""Device-side bodies of the normalisation, activation, fused, pooling, dropout and loss
-primitives on the CUDA backend (raw numba.cuda arrays; see ``_cuda_ops``). The kernel
+"""Device-side bodies of the normalisation (LayerNorm, eval BatchNorm), activation, fused,
+pooling and loss primitives on the CUDA backend (raw numba.cuda arrays; see ``_cuda_ops``). The kernel
 calls are the CPU primitives' (``lucid/nn/_*.py``); per-channel and per-row scalar math
 runs in ``kernels/cuda/channel.py`` instead of NumPy, so nothing goes through the host.
 """
@@ -10,7 +10,6 @@ import numpy as np
 from ._cuda_ops import empty, permuted, rows, zeros
 from .kernels.cuda import activation as KA
 from .kernels.cuda import channel as KCh
-from .kernels.cuda import dropout as KD
 from .kernels.cuda import fused as KF
 from .kernels.cuda import linear as KL
 from .kernels.cuda import memory as KM
@@ -87,14 +86,6 @@ def _affine(mean, var, w, b, eps, dtype):
     return invstd, scale, shift
 
 
-def _param_grads(w, b, sum_g, sum_gxc, invstd):
-    C = sum_g.size
-    dw = empty(C, w.dtype if w is not None else F64)
-    db = empty(C, b.dtype if b is not None else F64)
-    KCh.bn_param_grads(sum_g, sum_gxc, invstd, dw, db)
-    return (None if w is None else dw), (None if b is None else db)
-
-
 def _as_f64(v):
     if np.dtype(v.dtype) == F64:
         return v
@@ -110,48 +101,6 @@ def batch_norm_eval_fwd(x, rm, rv, w, b, eps, layout):
     y = empty(xv.shape, x.dtype)
     getattr(KN, f"batch_norm_fwd_{layout}")(xv, scale, shift, y)
     return y.reshape(*x.shape)
-
-
-def batch_norm_eval_bwd(g, x, rm, rv, w, b, eps, layout):
-    """-> (dx, dw or None, db or None) of :func:`batch_norm_eval_fwd`."""
-    xv, gv = _channel_view(x, layout), _channel_view(g, layout)
-    mean = _as_f64(rm)
-    invstd, scale, _ = _affine(mean, _as_f64(rv), w, b, eps, x.dtype)
-    dx = empty(xv.shape, x.dtype)
-    getattr(KN, f"batch_norm_fwd_{layout}")(gv, scale, zeros(scale.size, x.dtype), dx)
-    sum_g, sum_gxc = empty(mean.size, F64), empty(mean.size, F64)
-    getattr(KN, f"batch_norm_bwd_sums_{layout}")(gv, xv, mean, sum_g, sum_gxc)
-    return (dx.reshape(*x.shape),) + _param_grads(w, b, sum_g, sum_gxc, invstd)
-
-
-def batch_norm_train_fwd(x, rm, rv, w, b, momentum, eps, layout):
-    """-> (y, new_rm, new_rv, mean, invstd); mean and invstd are the backward's residuals."""
-    xv = _channel_view(x, layout)
-    C = rm.size
-    count = x.size // C
-    mean, var = empty(C, F64), empty(C, F64)
-    getattr(KN, f"batch_norm_stats_{layout}")(xv, mean, var)
-    invstd, scale, shift = _affine(mean, var, w, b, eps, x.dtype)
-    y = empty(xv.shape, x.dtype)
-    getattr(KN, f"batch_norm_fwd_{layout}")(xv, scale, shift, y)
-    new_rm, new_rv = empty(C, rm.dtype), empty(C, rv.dtype)
-    KCh.bn_running(rm, rv, mean, var, float(momentum), count / (count - 1), new_rm, new_rv)
-    return y.reshape(*x.shape), new_rm, new_rv, mean, invstd
-
-
-def batch_norm_train_bwd(g, x, w, b, mean, invstd, layout):
-    """-> (dx, dw or None, db or None) of :func:`batch_norm_train_fwd`."""
-    xv, gv = _channel_view(x, layout), _channel_view(g, layout)
-    C = mean.size
-    count = x.size // C
-    sum_g, sum_gxc = empty(C, F64), empty(C, F64)
-    getattr(KN, f"batch_norm_bwd_sums_{layout}")(gv, xv, mean, sum_g, sum_gxc)
-    a, bx, c0 = empty(C, F64), empty(C, F64), empty(C, F64)
-    KCh.bn_bwd_coeffs(invstd, invstd if w is None else w, w is not None, sum_g, sum_gxc, mean,
-                      float(count), a, bx, c0)
-    dx = empty(xv.shape, x.dtype)
-    getattr(KN, f"batch_norm_bwd_x_{layout}")(gv, xv, a, bx, c0, dx)
-    return (dx.reshape(*x.shape),) + _param_grads(w, b, sum_g, sum_gxc, invstd)
 
 
 # ----------------------------------------------------------------------------- activations
@@ -232,19 +181,6 @@ def global_avg_pool_bwd(g, x_shape, nhwc):
     else:
         KP.global_avg_pool_bwd(g.reshape(n * c), dx.reshape(n * c, s))
     return dx
-
-
-def dropout(x, keep, scale):
-    """x * scale where keep else 0 (also the backward, with g for x)."""
-    return _flat(lambda a, k, o: KD.dropout_fwd(a, k, scale, o), x, keep)
-
-
-def drop_path(x, keep, scale):
-    """Row n of x (N, ...) is x[n] * scale or 0 (also the backward)."""
-    out = empty(x.shape, x.dtype)
-    n = x.shape[0]
-    KD.drop_path_fwd(x.reshape(n, x.size // n), keep, scale, out.reshape(n, x.size // n))
-    return out
 
 
 # ----------------------------------------------------------------------------- softmax, loss
