@@ -42,9 +42,9 @@ def materialize(a, shape, scale=1.0):
     return out
 
 
-def binary(name, x, y, out_shape, dtype):
-    """``name`` in :data:`BINARY` over the broadcast of x and y -> a new array."""
-    out = empty(out_shape, dtype)
+def binary(name, x, y, out_shape, dtype, out=None):
+    """``name`` in :data:`BINARY` over the broadcast of x and y -> a new array (or ``out``)."""
+    out = empty(out_shape, dtype) if out is None else out
     if out.size == 0:
         return out
     four = _four_d(tuple(out_shape), [x, y])

@@ -4,16 +4,17 @@
 Each impl takes :class:`lucid.DeviceArray` inputs and writes the preallocated
 ``DeviceArray`` outputs it is given, by calling the device bodies in ``_cuda_ops``,
 ``_cuda_layers`` and ``_cuda_arrays`` (the CPU primitives' kernel calls with their NumPy
-plumbing done on the device). A body returns its own arrays, which are copied device to
-device into ``out`` (one copy per output: simple and never through the host; writing the
-bodies into ``out`` directly is a later optimisation).
+plumbing done on the device). The forward bodies of the hot ops (conv2d, linear, the
+activations, the broadcasting binary ops, transpose, and in ``_cuda_impls_nn`` the fused
+GEMM epilogues) write into ``out`` directly; the others return their own arrays, which
+are copied device to device into ``out`` (one extra pass, never through the host).
 
-Registered so far: what a ConvNeXt or InceptionNeXt forward (inference) runs eagerly --
-add, multiply, transpose, gelu, conv2d, layer_norm, linear, batch_norm (eval),
-global_avg_pool -- and a ConvNeXt training loss's forward and backward: cross_entropy,
-and the backward primitives of conv2d, layer_norm, linear (x, w, bias), gelu,
-global_avg_pool, and sum_to_shape (add/multiply). :func:`install` is idempotent;
-``lucid.device_put(..., "cuda")`` calls it.
+Registered here: the ops a ConvNeXt or InceptionNeXt forward runs eagerly (add,
+multiply, transpose, gelu, conv2d, layer_norm, linear, eval batch_norm, global_avg_pool),
+cross_entropy, and the backward primitives of conv2d, layer_norm, linear (x, w, bias),
+gelu, global_avg_pool and sum_to_shape; every other family has its own module
+(``_cuda_impls_numpy``, ``_nn``, ``_optim``, ``_random``), installed from :func:`install`,
+which is idempotent (``lucid.device_put(..., "cuda")`` calls it).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _into(out, res):
 
 def _conv2d(x, w, b, *, out, geo, channels_last, path):
     from . import _cuda_ops as ops
-    _into(out[0], ops.conv2d_fwd(x.raw, w.raw, _raw(b), geo, path, channels_last))
+    ops.conv2d_fwd(x.raw, w.raw, _raw(b), geo, path, channels_last, out[0].raw)
 
 
 def _layer_norm(x, w, b, *, out, eps, axis):
@@ -42,7 +43,7 @@ def _layer_norm(x, w, b, *, out, eps, axis):
 
 def _linear(x, w, b, *, out):
     from . import _cuda_ops as ops
-    _into(out[0], ops.linear_fwd(x.raw, w.raw, _raw(b)))
+    ops.linear_fwd(x.raw, w.raw, _raw(b), out[0].raw)
 
 
 def _batch_norm_eval(x, rm, rv, w, b, *, out, eps, layout):
@@ -58,15 +59,15 @@ def _global_avg_pool(x, *, out, nhwc, keepdims):
 def _activation(name):
     def impl(x, *, out):
         from . import _cuda_layers as L
-        _into(out[0], L.activation_fwd(name, x.raw))
+        L.activation_fwd(name, x.raw, out[0].raw)
     return impl
 
 
 def _binary(name):
     def impl(x, y, *, out, shape):
         from . import _cuda_arrays as A
-        _into(out[0], A.binary(name, _operand(x, out[0]), _operand(y, out[0]), shape,
-                               out[0].dtype))
+        A.binary(name, _operand(x, out[0]), _operand(y, out[0]), shape, out[0].dtype,
+                 out[0].raw)
     return impl
 
 
@@ -84,8 +85,9 @@ def _operand(v, like):
 
 
 def _transpose(x, *, out, axes):
-    from . import _cuda_ops as ops
-    _into(out[0], ops.permuted(x.raw, tuple(axes)))
+    from .kernels.cuda import memory as KM
+    if out[0].size:
+        KM.permute_copy(x.raw, tuple(axes), out[0].raw)
 
 
 def _allocate(a):

@@ -150,7 +150,7 @@ def _cross_entropy_soft_bwd(g, x, t, lse, *, out, smoothing, reduction):
 def _bias_gelu(h, b, *, out):
     from . import _cuda_layers as L
     from ._cuda_impls import _into
-    _into(out[0], L.bias_gelu_fwd(_c(h), _c(b)))
+    L.bias_gelu_fwd(_c(h), _c(b), _c(out[0]))
 
 
 def _bias_gelu_bwd(g, h, b, *, out):
@@ -162,13 +162,13 @@ def _bias_gelu_bwd(g, h, b, *, out):
 def _scale_residual(x, y, gamma, *, out):
     from . import _cuda_layers as L
     from ._cuda_impls import _into
-    _into(out[0], L.scale_residual_fwd(_c(x), _c(y), _c(gamma)))
+    L.scale_residual_fwd(_c(x), _c(y), _c(gamma), out=_c(out[0]))
 
 
 def _bias_scale_residual(x, y, gamma, b, *, out):
     from . import _cuda_layers as L
     from ._cuda_impls import _into
-    _into(out[0], L.scale_residual_fwd(_c(x), _c(y), _c(gamma), _c(b)))
+    L.scale_residual_fwd(_c(x), _c(y), _c(gamma), _c(b), _c(out[0]))
 
 
 def _scale_residual_bwd(g, y, gamma, *, out):

@@ -105,15 +105,15 @@ def batch_norm_eval_fwd(x, rm, rv, w, b, eps, layout):
 
 # ----------------------------------------------------------------------------- activations
 
-def _flat(kernel, *arrays):
-    out = empty(arrays[0].shape, arrays[0].dtype)
+def _flat(kernel, *arrays, out=None):
+    out = empty(arrays[0].shape, arrays[0].dtype) if out is None else out
     kernel(*(a.reshape(a.size) for a in arrays), out.reshape(out.size))
     return out
 
 
-def activation_fwd(name, x):
-    """``name`` in relu, gelu, gelu_tanh -> y."""
-    return _flat(getattr(KA, f"{name}_fwd"), x)
+def activation_fwd(name, x, out=None):
+    """``name`` in relu, gelu, gelu_tanh -> y (written into ``out`` when given)."""
+    return _flat(getattr(KA, f"{name}_fwd"), x, out=out)
 
 
 def activation_bwd(name, g, x, y):
@@ -121,8 +121,8 @@ def activation_bwd(name, g, x, y):
     return _flat(getattr(KA, f"{name}_bwd"), g, y if name == "relu" else x)
 
 
-def bias_gelu_fwd(h, b):
-    out = empty(h.shape, h.dtype)
+def bias_gelu_fwd(h, b, out=None):
+    out = empty(h.shape, h.dtype) if out is None else out
     KA.bias_gelu_fwd(rows(h), b, rows(out))
     return out
 
@@ -136,9 +136,9 @@ def bias_gelu_bwd(g, h, b):
 
 # ----------------------------------------------------------------------------- fused
 
-def scale_residual_fwd(x, y, gamma, b=None):
-    """x + y * gamma, or x + (y + b) * gamma with b."""
-    out = empty(x.shape, x.dtype)
+def scale_residual_fwd(x, y, gamma, b=None, out=None):
+    """x + y * gamma, or x + (y + b) * gamma with b (into ``out`` when given)."""
+    out = empty(x.shape, x.dtype) if out is None else out
     if b is None:
         KF.scale_residual_fwd(rows(x), rows(y), gamma, rows(out))
     else:

@@ -58,9 +58,9 @@ def _oihw(wk):
     return permuted(wk, (2, 0, 1)).reshape(C, 1, kh, kw)
 
 
-def _depthwise_fwd(x, w, b, geo):
+def _depthwise_fwd(x, w, b, geo, out=None):
     N, C = x.shape[0], x.shape[3]
-    out = empty((N, geo.Ho, geo.Wo, C), x.dtype)
+    out = empty((N, geo.Ho, geo.Wo, C), x.dtype) if out is None else out
     KC.depthwise_fwd(x, _hwc(w), b if b is not None else zeros(C, x.dtype),
                      geo.sh, geo.sw, geo.pt, geo.pl, out)
     return out
@@ -148,19 +148,28 @@ def _general_bwd(g, x, w, b, geo):
     return gx, gw, gb
 
 
-def conv2d_fwd(x, w, b, geo, path, channels_last):
-    """The convolution (``path`` from ``lucid.nn._conv._select_path``) -> out."""
+def conv2d_fwd(x, w, b, geo, path, channels_last, out=None):
+    """The convolution (``path`` from ``lucid.nn._conv._select_path``) -> y, written into
+    ``out`` when given (directly by the depthwise and GEMM kernels for NHWC results)."""
     xh = x if channels_last else permuted(x, (0, 2, 3, 1))
     N, O = xh.shape[0], w.shape[0]
+    shape = (N, geo.Ho, geo.Wo, O)
+    y = out.reshape(shape) if out is not None and channels_last else None
     if path == "depthwise":
-        out = _depthwise_fwd(xh, w, b, geo)
+        y = _depthwise_fwd(xh, w, b, geo, y)
     elif path in ("pointwise", "patchify"):
         cols = rows(xh) if path == "pointwise" else _patches(xh, geo)
-        out = empty((N, geo.Ho, geo.Wo, O), xh.dtype)
-        _gemm_fwd(cols, w.reshape(O, w.size // O), b, rows(out))
+        y = empty(shape, xh.dtype) if y is None else y
+        _gemm_fwd(cols, w.reshape(O, w.size // O), b, rows(y))
     else:
-        out = _general_fwd(xh, w, b, geo)
-    return out if channels_last else permuted(out, (0, 3, 1, 2))
+        y = _general_fwd(xh, w, b, geo)
+    if out is None:
+        return y if channels_last else permuted(y, (0, 3, 1, 2))
+    if not channels_last:
+        KM.permute_copy(y, (0, 3, 1, 2), out)
+    elif path not in ("depthwise", "pointwise", "patchify"):
+        out.copy_to_device(y.reshape(tuple(out.shape)))
+    return out
 
 
 def conv2d_bwd(g, x, w, b, geo, path, channels_last):
@@ -259,11 +268,11 @@ def inception_bwd(g, x, ws, bs, channels_last):
 
 # ----------------------------------------------------------------------------- linear
 
-def linear_fwd(x, w, b):
-    """y = x @ w.T + b over the last axis; w (out, in) or (out, in, 1, 1)."""
+def linear_fwd(x, w, b, out=None):
+    """y = x @ w.T + b over the last axis; w (out, in) or (out, in, 1, 1) (into ``out``)."""
     O = w.shape[0]
     x2, w2 = rows(x), w.reshape(O, w.size // O)
-    y = empty((x2.shape[0], O), x.dtype)
+    y = empty((x2.shape[0], O), x.dtype) if out is None else out.reshape(x2.shape[0], O)
     _gemm_fwd(x2, w2, b, y)
     return y.reshape(*(tuple(x.shape[:-1]) + (O,)))
 

@@ -61,6 +61,9 @@ def test_conv2d(dtype, xs, ws, s, p, groups, channels_last):
     path = _select_path(ws[1] * groups, ws[0], geo)
     xd, wd, bd, gd = _dev(x, w, b, g)
     _check([ops.conv2d_fwd(xd, wd, bd, geo, path, channels_last)], [out], dtype)
+    into, = _dev(np.full(out.shape, np.nan, dtype))   # the primitive's preallocated output
+    assert ops.conv2d_fwd(xd, wd, bd, geo, path, channels_last, into) is into
+    _check([into], [out], dtype)
     _check(ops.conv2d_bwd(gd, xd, wd, bd, geo, path, channels_last), want, dtype)
 
 
