@@ -19,6 +19,7 @@ from ..checkpoint import (CheckpointError, load_checkpoint, restore_leaves, rest
 from ..training import NonFiniteLossError, TrainState, evaluate, make_train_step, step_key
 from . import UserError
 from . import _distributed as dist
+from ._interrupt import InterruptGuard
 from ._data import load_datasets
 from ._model import FAMILIES, build_model, check_model_name
 from ._report import EpochBar, write_logs
@@ -148,10 +149,11 @@ class Run:
     def fit(self, stop_after_step: int | None = None) -> dict:
         """Train until ``cfg.epochs`` (or, for tests, until ``stop_after_step`` steps)."""
         os.makedirs(self.out, exist_ok=True)
-        while self.epoch < self.cfg.epochs:
-            if self._train_epoch(stop_after_step):
-                return {"stopped_at_step": self.ts.step}
-            self._end_epoch()
+        with InterruptGuard() as self.interrupt:
+            while self.epoch < self.cfg.epochs:
+                if self._train_epoch(stop_after_step):
+                    return {"stopped_at_step": self.ts.step}
+                self._end_epoch()
         if self.rank == 0:
             params, state = device_get((self.ts.params, self.ts.state))  # host arrays on disk
             self.model.save_weights(params, state, os.path.join(self.out, "model.safetensors"))
@@ -176,6 +178,7 @@ class Run:
                 bar.close()
                 raise UserError(f"{e}: training diverged; lower --lr (now {cfg.lr}) or clip "
                                 "gradients with --clip-norm 1") from None
+            self.interrupt.check()   # a Ctrl-C that Python swallowed stops the run here
             dt = time.perf_counter() - t0
             n = len(y)
             p["loss"] += loss * n
