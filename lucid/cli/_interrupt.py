@@ -4,11 +4,13 @@ Python ignores an exception raised inside a weakref callback or a ``__del__`` ("
 ignored in ..."), and the default SIGINT handler raises KeyboardInterrupt wherever the
 interpreter happens to be, garbage collection included: measured once in CI, a SIGINT
 landed in a ``WeakKeyDictionary`` callback and the run went on to its last epoch. Here
-the signal is also remembered, and the loop raises KeyboardInterrupt itself at the next
-step boundary when the first one was swallowed.
+the signal is remembered; it raises at once unless it interrupted a finalizer (a weakref
+callback or ``__del__``, where the exception could only be printed and lost), and the
+loop raises KeyboardInterrupt itself at the next step boundary.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -28,7 +30,8 @@ class InterruptGuard:
 
     def _handler(self, signum, frame):
         self.seen = True
-        raise KeyboardInterrupt
+        if not _inside_finalizer(frame):   # there Python would print and swallow it
+            raise KeyboardInterrupt
 
     def check(self) -> None:
         if self.seen:
@@ -38,3 +41,11 @@ class InterruptGuard:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         return False
+
+
+def _inside_finalizer(frame) -> bool:
+    """True when the interrupted frame is a weakref callback or a ``__del__``."""
+    code = frame.f_code if frame is not None else None
+    if code is None:
+        return False
+    return code.co_name == "__del__" or code.co_filename.endswith(os.sep + "weakref.py")
