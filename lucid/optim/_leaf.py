@@ -20,7 +20,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .._backend import kernels
 from .._device import DeviceArray
+
+_HOST_KERNELS = kernels("optim")   # imported on first use (the backend seam)
 
 __all__ = ["is_device", "kernels_of", "flat", "empty_like", "zeros_like", "new_count",
            "next_count", "check_same_place", "as_dtype", "scaled", "plus", "plus_scaled",
@@ -38,8 +41,7 @@ def kernels_of(x):
     if is_device(x):
         from ..kernels.cuda import optim
         return optim
-    from .._backend import kernels
-    return kernels("optim")
+    return _HOST_KERNELS
 
 
 def flat(x):
