@@ -1,10 +1,15 @@
-"""Operators and array methods on :class:`lucid.Tracer`, so code written against
-ndarrays (``x @ w + b``, ``x.sum(-1)``, ``x[:, 0]``, ``x.T``) also traces.
+"""Operators and array methods on :class:`lucid.Tracer` and :class:`lucid.DeviceArray`,
+so code written against ndarrays (``x @ w + b``, ``x.sum(-1)``, ``x[:, 0]``, ``x.T``) also
+traces, and runs on the device where the arrays live.
 
 Arithmetic goes through lucid.numpy (differentiable); comparisons return plain bool
-ndarrays (not differentiable), as a boolean mask has no gradient.
+arrays (not differentiable), as a boolean mask has no gradient. On a DeviceArray, NumPy
+ufuncs with a lucid.numpy twin (``np.exp(x)``, ``ndarray + x``) run on the device too;
+others raise instead of silently copying to the host.
 """
 from .._autodiff import Tracer
+from .._core import _UFUNC_OPS
+from .._device import DeviceArray
 from . import _binary, _core, _indexing, _linalg, _reduce, _shape, _unary
 
 
@@ -57,3 +62,28 @@ for _name, _method in _METHODS.items():
     setattr(Tracer, _name, _method)
 # Defining __eq__ would make tracers unhashable; keep identity hashing (as before).
 Tracer.__hash__ = object.__hash__
+
+# A DeviceArray keeps its own __getitem__ / reshape / iteration (device views).
+_DEVICE_OWN = {"__getitem__", "__iter__", "reshape"}
+for _name, _method in _METHODS.items():
+    if _name not in _DEVICE_OWN:
+        setattr(DeviceArray, _name, _method)
+DeviceArray.__hash__ = object.__hash__
+
+
+def _device_array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    op = _UFUNC_OPS.get(ufunc.__name__)
+    if method == "__call__" and not kwargs and op is not None:
+        import lucid.numpy as lnp
+        return getattr(lnp, op)(*inputs)
+    extra = {"exp": "exp", "log": "log", "sqrt": "sqrt", "tanh": "tanh", "absolute": "abs",
+             "square": "square"}.get(ufunc.__name__)
+    if method == "__call__" and not kwargs and extra is not None:
+        import lucid.numpy as lnp
+        return getattr(lnp, extra)(*inputs)
+    raise TypeError(f"np.{ufunc.__name__} of a lucid.DeviceArray: NumPy would copy it to the "
+                    f"host; use lucid.numpy functions (they run on the device), or "
+                    f"lucid.device_get(x) for a host copy")
+
+
+DeviceArray.__array_ufunc__ = _device_array_ufunc
