@@ -72,7 +72,8 @@ def save(path, tensors: Dict[str, np.ndarray]) -> None:
 
     Args:
         path: destination ``.safetensors``, ``.npz``, ``.pth`` or ``.pt`` file.
-        tensors: mapping of str keys to numpy arrays or numpy scalars.
+        tensors: mapping of str keys to numpy arrays, numpy scalars or lucid.DeviceArrays
+          (copied to the host).
     """
     path = os.fspath(path)
     ext = _extension(path)
@@ -97,6 +98,8 @@ def _check_tensors(tensors) -> Dict[str, np.ndarray]:
     for key, value in tensors.items():
         if not isinstance(key, str):
             raise TypeError(f"tensor keys must be str, got {type(key).__name__} key {key!r}")
+        if getattr(value, "__lucid_backend__", None) is not None:
+            value = value.copy_to_host()   # a device array is saved from a host copy
         if not isinstance(value, (np.ndarray, np.generic)):
             raise TypeError(f"value for key {key!r} must be a numpy array, "
                             f"got {type(value).__name__}")
