@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _buffers
 from ._backend import kernels
-from ._core import Primitive, Trace, Tracer, aval_of, bind, inside
+from ._core import Primitive, Trace, Tracer, aval_of, bind, inside, on_device
 from . import tree as _tree
 
 __all__ = ["Tracer", "primitive", "vjp", "grad", "value_and_grad", "stop_gradient",
@@ -249,7 +249,7 @@ def add_cotangents(a, b):
         flat = (1, 1, 1, a.size)
         kernels("binary").add_fwd(a.reshape(flat), b.reshape(flat), out.reshape(flat))
         return out
-    if isinstance(a, Tracer) or isinstance(b, Tracer) or _on_device(a):
+    if isinstance(a, Tracer) or isinstance(b, Tracer) or on_device(a):
         from .numpy import add
         return add(a, b)
     return a + b
@@ -272,13 +272,8 @@ def _as_primal(leaf, fname):
     return leaf
 
 
-def _on_device(x) -> bool:
-    """A device array (lucid.DeviceArray), whose values stay on its device."""
-    return getattr(x, "__lucid_backend__", None) is not None
-
-
 def _is_differentiable(leaf) -> bool:
-    if isinstance(leaf, Tracer) or _on_device(leaf):
+    if isinstance(leaf, Tracer) or on_device(leaf):
         return np.dtype(leaf.dtype).type in _FLOAT
     return isinstance(leaf, np.ndarray) and leaf.dtype.type in _FLOAT
 
@@ -352,7 +347,7 @@ def _pullback(boxed, out_leaves, out_def, trace, where, cotangent, *, _free=Fals
     for o, c in zip(out_leaves, ct_leaves):
         if not (isinstance(o, GradTracer) and o.trace is trace):
             continue  # an output that does not depend on the inputs
-        if not isinstance(c, Tracer) and not _on_device(c):
+        if not isinstance(c, Tracer) and not on_device(c):
             c = np.asarray(c, dtype=o.dtype)
         if tuple(c.shape) != o.shape:
             raise ValueError(f"lucid.vjp: cotangent shape {tuple(c.shape)} does not match output "
@@ -377,7 +372,7 @@ def _zeros(like):
     if isinstance(like, Tracer):
         from .numpy import zeros_like
         return zeros_like(like)
-    if _on_device(like):
+    if on_device(like):
         from ._device import zeros_on
         return zeros_on(like)
     return np.zeros(like.shape, like.dtype)

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _buffers
 
-__all__ = ["Aval", "Primitive", "Tracer", "bind", "aval_of", "ConcretizationError"]
+__all__ = ["Aval", "Primitive", "Tracer", "bind", "aval_of", "on_device", "ConcretizationError"]
 
 
 class Aval(NamedTuple):
@@ -61,13 +61,19 @@ def aval(shape, dtype, weak=False) -> Aval:
     return Aval(tuple(int(s) for s in shape), np.dtype(dtype), weak)
 
 
+def on_device(x) -> bool:
+    """True for a device array (a :class:`lucid.DeviceArray`, which sets
+    ``__lucid_backend__``): its values stay on its device, never read on the host."""
+    return getattr(x, "__lucid_backend__", None) is not None
+
+
 def aval_of(x) -> Aval | None:
     """The abstract value of an array, a tracer or a scalar (None for None)."""
     if x is None or isinstance(x, Aval):
         return x
     if isinstance(x, Tracer):
         return x.aval
-    if getattr(x, "__lucid_backend__", None) is not None:  # a device array: no host copy
+    if on_device(x):  # a device array: no host copy
         return aval(x.shape, x.dtype)
     a = np.asarray(x)
     return aval(a.shape, a.dtype)

@@ -22,7 +22,7 @@ import numpy as np
 from . import tree as _tree
 
 __all__ = ["Device", "DeviceArray", "devices", "device_put", "device_get", "device_of",
-           "check_same_device", "transfer_counts", "tree_device", "put_like",
+           "check_same_device", "transfer_counts", "tree_device", "put_like", "on_backend",
            "block_until_ready"]
 
 
@@ -104,6 +104,8 @@ def as_device(device) -> Device:
     else:
         raise TypeError(f"lucid: expected a device (a lucid.Device or a string such as 'cuda'), "
                         f"got {type(device).__name__}")
+    if wanted == CPU:   # always there: no need to load numba.cuda and ask the driver
+        return wanted
     if wanted not in devices():
         why = ("numba-cuda is not installed (pip install -e '.[cuda]')" if _cuda() is None
                else "no such CUDA device is visible")
@@ -319,6 +321,14 @@ def block_until_ready(tree):
         if isinstance(leaf, DeviceArray):
             leaf.block_until_ready()
     return tree
+
+
+def on_backend(x, backend: str):
+    """A host array on ``backend`` ('cpu' or a device backend such as 'cuda'): moved to the
+    device (a host->device copy) unless it is already there or the backend is the host."""
+    if backend == "cpu" or isinstance(x, DeviceArray) or not _is_host_array(x):
+        return x
+    return device_put(x, backend)
 
 
 def put_like(values, like):

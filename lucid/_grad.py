@@ -5,8 +5,8 @@ import functools
 
 import numpy as np
 
-from ._autodiff import _FLOAT, _on_device, vjp
-from ._core import Tracer
+from ._autodiff import _FLOAT, vjp
+from ._core import Tracer, on_device
 
 __all__ = ["grad", "value_and_grad"]
 
@@ -72,7 +72,7 @@ def value_and_grad(f, argnums=0, has_aux: bool = False):
         out, vjp_fn = res[0], res[1]
         value = _check_scalar(out)
         seed = np.ones((), value.dtype) if not isinstance(value, Tracer) else _ones_like(value)
-        if _on_device(value):   # the seed goes where the value is (a host->device copy)
+        if on_device(value):   # the seed goes where the value is (a host->device copy)
             from ._device import device_put
             seed = device_put(seed, value.device)
         grads = vjp_fn(seed, _free=True)
@@ -92,7 +92,7 @@ def _ones_like(t):
 def _check_scalar(out):
     if isinstance(out, (float, int)) and not isinstance(out, bool):
         out = np.asarray(out, np.float32)
-    ok = ((isinstance(out, (np.ndarray, Tracer)) or _on_device(out)) and out.shape == ()
+    ok = ((isinstance(out, (np.ndarray, Tracer)) or on_device(out)) and out.shape == ()
           and np.dtype(out.dtype).type in _FLOAT)
     if not ok:
         got = (f"array of shape {tuple(out.shape)} and dtype {out.dtype}"

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import tree as _tree
 from ._core import (Aval, Primitive, Trace, Tracer, _state, aval, aval_of, backend_of, bind,
-                    current_scope)
+                    current_scope, on_device)
+from ._device import on_backend
 from ._program import Eqn, Program, Var
 
 __all__ = ["jit", "Jitted", "Lowered", "host_callback", "make_program"]
@@ -113,22 +114,18 @@ def _leaf_aval(leaf, where):
     if isinstance(leaf, (float, np.floating)):
         weak = isinstance(leaf, float)
         return aval((), np.float32 if weak else leaf.dtype, weak)
-    dev = getattr(leaf, "__lucid_backend__", None)
-    if dev is not None:
+    if on_device(leaf):
         return aval(leaf.shape, leaf.dtype)
     raise TypeError(f"lucid.jit: argument {where} is a {type(leaf).__name__}, not an array; "
                     "mark it static (static_argnums / static_argnames) if it is configuration")
 
 
 def _as_array(leaf, a: Aval, backend: str):
-    if hasattr(leaf, "__lucid_backend__") or (isinstance(leaf, np.ndarray)
-                                              and (backend == "cpu" or leaf.ndim)):
+    """An argument leaf as the program's input: arrays as they are; a scalar (a Python or
+    NumPy number, or a 0-d host array among device arrays) as an array where it runs."""
+    if on_device(leaf) or (isinstance(leaf, np.ndarray) and (backend == "cpu" or leaf.ndim)):
         return leaf
-    scalar = np.asarray(leaf, a.dtype)
-    if backend == "cpu":
-        return scalar
-    from ._device import device_put  # a scalar goes where the program runs
-    return device_put(scalar, backend)
+    return on_backend(np.asarray(leaf, a.dtype), backend)
 
 
 def make_program(fun, avals, unflatten):

@@ -26,7 +26,8 @@ import threading
 
 import numpy as np
 
-from ._core import allocate, aval
+from ._core import allocate, aval, on_device
+from ._device import on_backend
 from ._program import Program, Var
 
 __all__ = ["Plan", "plan_memory", "Executable", "ALIGN"]
@@ -182,7 +183,7 @@ class Executable:
         self.steps = [self._step(e) for e in program.eqns]
         self.outputs = [self._slot(v) if isinstance(v, Var) else v for v in program.outputs]
         # constants live where the program runs (moved once, when the program is built)
-        self.const_slots = [(self.slot[v], _on_backend(a, backend))
+        self.const_slots = [(self.slot[v], on_backend(a, backend))
                             for v, a in program.consts.items()]
         self.const_of = dict(self.const_slots)   # a constant output is returned as a copy
         self.fresh = [(self.slot[r], r.aval) for r in self.plan.fresh]
@@ -241,7 +242,7 @@ class Executable:
             return o.value  # a static (non-array) output
         if o in self.const_of:  # a copy, so the caller cannot change the program's constant
             const = self.const_of[o]
-            return const.copy() if hasattr(const, "__lucid_backend__") else np.array(const)
+            return const.copy() if on_device(const) else np.array(const)
         return env[o]
 
 
@@ -251,20 +252,11 @@ def _carve(arena, off, a):
 
 
 def _root(a):
-    if hasattr(a, "__lucid_backend__"):  # a device array: the start of its allocation
+    if on_device(a):  # a device array: the start of its allocation
         return ("device", a.allocation_id())
     while getattr(a, "base", None) is not None:
         a = a.base
     return id(a)
-
-
-def _on_backend(a, backend):
-    """A program constant on the backend the program runs on (host arrays are moved to a
-    device once, when the program is built)."""
-    if backend == "cpu" or hasattr(a, "__lucid_backend__") or not isinstance(a, np.ndarray):
-        return a
-    from ._device import device_put
-    return device_put(a, backend)
 
 
 def _shared_with_others(arrays, donated) -> set:
@@ -280,6 +272,6 @@ def _donated_buffer(arr, a, backend):
     """The donated input array itself when it can be written, else a fresh buffer."""
     if isinstance(arr, np.ndarray) and not (arr.flags.c_contiguous and arr.flags.writeable):
         return allocate(a, backend)
-    if hasattr(arr, "__lucid_backend__") and not arr.is_c_contiguous():
+    if on_device(arr) and not arr.is_c_contiguous():
         return allocate(a, backend)
     return arr

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, NamedTuple
 import numpy as np
 
 from ._atomic import atomic_write
+from ._core import on_device
 from ._pth_writer import _STORAGE_DTYPES, _global, _pk, _write_pth  # noqa: F401 (tests)
 from ._safe_files import load_npz, open_regular, read_member
 
@@ -98,7 +99,7 @@ def _check_tensors(tensors) -> Dict[str, np.ndarray]:
     for key, value in tensors.items():
         if not isinstance(key, str):
             raise TypeError(f"tensor keys must be str, got {type(key).__name__} key {key!r}")
-        if getattr(value, "__lucid_backend__", None) is not None:
+        if on_device(value):
             value = value.copy_to_host()   # a device array is saved from a host copy
         if not isinstance(value, (np.ndarray, np.generic)):
             raise TypeError(f"value for key {key!r} must be a numpy array, "

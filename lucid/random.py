@@ -20,7 +20,7 @@ import inspect
 
 import numpy as np
 
-from ._core import Primitive, Tracer, aval, bind
+from ._core import Primitive, Tracer, aval, bind, on_device
 from ._limits import check_alloc
 
 __all__ = ["key", "PRNGKey", "is_key", "split", "fold_in", "bits", "uniform", "normal",
@@ -41,23 +41,17 @@ def key(seed: int) -> np.ndarray:
 PRNGKey = key
 
 
-def _on_device(x) -> bool:
-    """A device array (lucid.DeviceArray): its draws run on its device (the random
-    primitive's device impl), never through the host."""
-    return getattr(x, "__lucid_backend__", None) is not None
-
-
 def is_key(x) -> bool:
     """True when ``x`` is a lucid key (uint32 array of shape (2,)), concrete, traced or on a
     device."""
-    return ((isinstance(x, (np.ndarray, Tracer)) or _on_device(x)) and x.dtype == np.uint32
+    return ((isinstance(x, (np.ndarray, Tracer)) or on_device(x)) and x.dtype == np.uint32
             and tuple(x.shape) == (2,))
 
 
 def _check_key(k, fn: str) -> int:
     if not is_key(k):
         got = (f"array of dtype {k.dtype} and shape {k.shape}"
-               if isinstance(k, np.ndarray) or _on_device(k) else type(k).__name__)
+               if isinstance(k, np.ndarray) or on_device(k) else type(k).__name__)
         raise TypeError(f"lucid.random.{fn}: expected a key (uint32 array of shape (2,), "
                         f"from lucid.random.key), got {got}")
     return (int(k[0]) << 32) | int(k[1])
@@ -289,7 +283,7 @@ def _traceable(f):
 
     @functools.wraps(f)
     def draw(k, *args, **kwargs):
-        if not isinstance(k, Tracer) and not _on_device(k):
+        if not isinstance(k, Tracer) and not on_device(k):
             return f(k, *args, **kwargs)
         if not is_key(k):
             _check_key(k, f.__name__)

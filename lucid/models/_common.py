@@ -8,7 +8,7 @@ import numpy as np
 from .. import numpy as lnp
 from .. import random as _random
 from .._autodiff import Tracer
-from .._core import name_scope
+from .._core import name_scope, on_device
 from ..nn import functional as F
 from ..nn._module import Module
 from ..nn._spec import count_params, materialize
@@ -70,7 +70,7 @@ def sub_key(key, i: int):
 
 def check_input(x, in_chans: int, min_size: int, dtype, where: str):
     """Validate an NCHW image batch; non-float32/64 or mismatched arrays are cast to ``dtype``."""
-    if not isinstance(x, (np.ndarray, Tracer)) and getattr(x, "__lucid_backend__", None) is None:
+    if not isinstance(x, (np.ndarray, Tracer)) and not on_device(x):
         try:
             x = np.asarray(x)
         except Exception as e:  # noqa: BLE001 - re-raised with context

@@ -11,7 +11,7 @@ import numpy as np
 from . import functional as F
 from ._module import Module, check_positive_int
 from ._spec import ParamSpec
-from .._core import Tracer
+from .._core import Tracer, on_device
 from ..numpy._binary import add_int
 from ._sync_batch_norm import active_reduce_sum, sync_batch_norm
 
@@ -192,7 +192,7 @@ def batch_norm_forward(params, state, x, *, train, axis, eps=1e-5, momentum=0.1,
 def _counter_plus_one(count):
     """``count + 1``; a traced or device counter goes to add_int as it is (np.asarray of a
     device counter would be a device->host copy per BatchNorm layer)."""
-    if isinstance(count, Tracer) or getattr(count, "__lucid_backend__", None) is not None:
+    if isinstance(count, Tracer) or on_device(count):
         return add_int(count, 1)
     return add_int(np.asarray(count, np.int64), 1)
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._backend import kernels
-from .._core import Primitive, Tracer, aval, bind
+from .._core import Primitive, Tracer, aval, bind, on_device
 from ._validate import (axis_to_rows, check_axis, check_real, contiguous, float_array,
                         same_dtype, where)
 
@@ -191,10 +191,10 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0, reduction: str =
 def _check_labels(labels, x):
     op = "cross_entropy"
     n, k = x.shape
-    on_device = getattr(labels, "__lucid_backend__", None) is not None
-    traced_int = ((isinstance(labels, Tracer) or on_device)
+    labels_on_device = on_device(labels)
+    traced_int = ((isinstance(labels, Tracer) or labels_on_device)
                   and np.dtype(labels.dtype).kind in "iu")  # range-checked when run
-    if not traced_int and (isinstance(labels, Tracer) or on_device or (
+    if not traced_int and (isinstance(labels, Tracer) or labels_on_device or (
             isinstance(labels, np.ndarray) and labels.dtype.kind == "f")):
         t = float_array(labels, op, "labels")
         if tuple(t.shape) != (n, k):
@@ -202,7 +202,8 @@ def _check_labels(labels, x):
                              f"logits' shape {(n, k)}, got {tuple(t.shape)}")
         same_dtype(op, logits=x, labels=t)
         return t
-    t = labels if isinstance(labels, (np.ndarray, Tracer)) or on_device else np.asarray(labels)
+    t = (labels if isinstance(labels, (np.ndarray, Tracer)) or labels_on_device
+         else np.asarray(labels))
     if t.dtype.kind not in "iu":
         raise TypeError(f"{where(op)}: labels must be integer class indices or float "
                         f"probabilities, got dtype {t.dtype}")

@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from .._autodiff import Tracer
+from .._core import on_device
 
 _FLOAT = (np.float32, np.float64)
 
@@ -29,7 +30,7 @@ def float_array(x, op: str, arg: str):
         if x.dtype.type not in _FLOAT:
             raise TypeError(f"{where(op)}: {arg} must be float32 or float64, got dtype {x.dtype}")
         return x
-    if getattr(x, "__lucid_backend__", None) is not None:  # a device array (lucid.DeviceArray)
+    if on_device(x):  # a device array (lucid.DeviceArray)
         if np.dtype(x.dtype).type not in _FLOAT:
             raise TypeError(f"{where(op)}: {arg} must be float32 or float64, got dtype {x.dtype}")
         return x

@@ -6,7 +6,7 @@ work is spent on the cotangent of a constant (``x * 2.0``, ``x @ data``).
 """
 import numpy as np
 
-from .._core import Primitive, Tracer, aval, bind
+from .._core import Primitive, Tracer, aval, bind, on_device
 from .._backend import kernels
 from ._broadcast import broadcast_apply, sum_product_to_shape, sum_to_shape
 from ._core import broadcast_shapes, contig, convert, err, result_dtype
@@ -164,7 +164,7 @@ def where(cond, x, y):
         if cond.dtype != np.bool_:
             raise TypeError(err("where", f"cond must be a bool array (e.g. from x > 0), got a "
                                          f"traced array of dtype {cond.dtype}"))
-    elif getattr(cond, "__lucid_backend__", None) is not None:   # stays on its device
+    elif on_device(cond):   # stays on its device
         if cond.dtype.kind not in "biuf":
             raise TypeError(err("where", f"cond must be a bool array, got dtype {cond.dtype}"))
         if cond.dtype != np.bool_:
@@ -214,7 +214,7 @@ compare_p.def_vjp(lambda cts, x, y, **_: (None, None))  # a boolean mask has no 
 def _operand(x, other):
     """An array for a comparison operand; a Python number takes the other side's dtype
     (NumPy's weak scalars: ``f32_array > 0.1`` compares in float32)."""
-    if isinstance(x, (Tracer, np.ndarray)) or getattr(x, "__lucid_backend__", None):
+    if isinstance(x, (Tracer, np.ndarray)) or on_device(x):
         return x   # (a device array stays on its device)
     dtype = getattr(other, "dtype", None)
     if isinstance(x, (int, float)) and not isinstance(x, bool) and dtype is not None \
@@ -261,8 +261,7 @@ def _add_int_impl(x, *, out, value):
 
 def add_int(x, value: int):
     """``x + value`` for an integer array (a counter), traceable; not differentiable."""
-    on_device = getattr(x, "__lucid_backend__", None) is not None
-    if not isinstance(x, Tracer) and not on_device:
+    if not isinstance(x, Tracer) and not on_device(x):
         return np.asarray(np.asarray(x) + value, np.asarray(x).dtype)
     if x.dtype.kind not in "iu":
         raise TypeError(err("add_int", f"expected an integer array, got dtype {x.dtype}"))

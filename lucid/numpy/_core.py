@@ -9,7 +9,7 @@ Dtype rules (JAX-like, float-only):
 """
 import numpy as np
 
-from .._core import Primitive, Tracer, aval, bind
+from .._core import Primitive, Tracer, aval, bind, on_device
 
 _FLOAT = (np.float32, np.float64)
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -43,22 +43,17 @@ def _strong_dtype(x, opname: str):
                                 f"({type(x).__name__})"))
 
 
-def _on_device(x) -> bool:
-    """A device array (lucid.DeviceArray): validated by dtype, never copied to the host."""
-    return getattr(x, "__lucid_backend__", None) is not None
-
-
 def device_under(x):
     """The device of the array under ``x`` (a DeviceArray, or a grad tracer's value), or
     None on the host and inside jit (whose tracers have no values)."""
     while isinstance(x, Tracer):
         x = getattr(x, "primal", None)
-    return x.device if _on_device(x) else None
+    return x.device if on_device(x) else None
 
 
 def result_dtype(opname: str, *xs) -> np.dtype:
     """The float dtype of an operation on ``xs`` (see the module docstring)."""
-    dts = [np.dtype(x.dtype) if _on_device(x) else _strong_dtype(x, opname) for x in xs]
+    dts = [np.dtype(x.dtype) if on_device(x) else _strong_dtype(x, opname) for x in xs]
     if any(d == np.float64 for d in dts if d is not None):
         return np.dtype(np.float64)
     return DEFAULT_DTYPE
@@ -67,7 +62,7 @@ def result_dtype(opname: str, *xs) -> np.dtype:
 def convert(x, dtype, opname: str):
     """``x`` as a C-contiguous array (or a tracer) of float ``dtype``."""
     dtype = np.dtype(dtype)
-    if isinstance(x, Tracer) or _on_device(x):
+    if isinstance(x, Tracer) or on_device(x):
         return x if x.dtype == dtype else _astype(x, dtype=dtype)
     _strong_dtype(x, opname)  # validates
     return np.asarray(x, dtype=dtype, order="C")  # (ascontiguousarray would make 0-d 1-d)

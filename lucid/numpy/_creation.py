@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .._autodiff import Tracer
+from .._core import on_device
 from .._limits import check_alloc
 from ._core import DEFAULT_DTYPE, astype, check_shape, device_under, err
 
@@ -50,7 +51,7 @@ def _on_device(x, dtype, copy):
 def asarray(x, dtype=None):
     """``x`` as an array, without copying when possible. A tracer is returned as is
     (cast with :func:`astype` when ``dtype`` differs); a device array stays on its device."""
-    if getattr(x, "__lucid_backend__", None) is not None:
+    if on_device(x):
         return _on_device(x, dtype, copy=False)
     if isinstance(x, Tracer):
         return x if dtype is None else astype(x, dtype)
@@ -62,7 +63,7 @@ def array(x, dtype=None):
     """Like :func:`asarray`, but always a new array (tracers are immutable: returned as is)."""
     if isinstance(x, Tracer):
         return asarray(x, dtype)
-    if getattr(x, "__lucid_backend__", None) is not None:
+    if on_device(x):
         return _on_device(x, dtype, copy=True)
     arr = _from_python(x, "array")
     return arr.astype(_dtype(dtype, "array", arr.dtype), copy=True)
@@ -95,7 +96,7 @@ def full(shape, fill_value, dtype=None):
 
 def _filled_like(x, fill_value, dtype, opname):
     """``fill_value`` with ``x``'s shape and dtype (or ``dtype``), on ``x``'s device."""
-    if getattr(x, "__lucid_backend__", None) is not None or isinstance(x, Tracer):
+    if on_device(x) or isinstance(x, Tracer):
         shape, dt = tuple(x.shape), np.dtype(x.dtype)
     else:
         arr = _from_python(x, opname)

@@ -12,8 +12,8 @@ arrays may repeat positions.
 import numpy as np
 
 from .._backend import kernels
-from .._core import Primitive, Tracer, aval, bind
-from ._core import _on_device, as_float_array, contig, device_under, err, normalize_axis
+from .._core import Primitive, Tracer, aval, bind, on_device
+from ._core import as_float_array, contig, device_under, err, normalize_axis
 from ._shape import reshape
 
 K = kernels("indexing")
@@ -36,7 +36,7 @@ def _index_array(it):
             raise TypeError(err("getitem", "indices must be concrete (ints, slices, integer "
                                            f"arrays), got a traced array of dtype {it.dtype}"))
         return it
-    if _on_device(it):   # an index array already on the device (values never read here)
+    if on_device(it):   # an index array already on the device (values never read here)
         if it.dtype.kind not in "iu":
             raise TypeError(err("getitem", f"an index array on the device must hold integers, "
                                            f"got dtype {it.dtype}: a boolean mask's result "
@@ -67,7 +67,7 @@ def _check_part(it):
         if not all(v is None or _is_int(v) for v in bounds):
             raise TypeError(err("getitem", f"slice bounds must be ints or None, got {it!r}"))
         return ("slice",) + tuple(None if v is None else int(v) for v in bounds)
-    if isinstance(it, (list, np.ndarray, Tracer)) or _on_device(it):
+    if isinstance(it, (list, np.ndarray, Tracer)) or on_device(it):
         return _index_array(it)
     raise TypeError(err("getitem", f"unsupported index {it!r} of type {type(it).__name__}; "
                                    "use ints, slices, None, Ellipsis or integer arrays"))
@@ -96,7 +96,7 @@ def _normalize_index(index, shape):
                 arrays.append(nz)
             dim += it.ndim
             continue
-        elif isinstance(it, (np.ndarray, Tracer)) or _on_device(it):
+        elif isinstance(it, (np.ndarray, Tracer)) or on_device(it):
             parts.append(("array", len(arrays)))
             arrays.append(contig(it) if isinstance(it, np.ndarray) else it)
             dim += 1
@@ -268,7 +268,7 @@ def _check_array_bounds(a, parts, arrays, shape):
 def take(x, indices, axis=None):
     """Elements of ``x`` at integer ``indices`` along ``axis`` (the flattened ``x`` if None)."""
     x = as_float_array(x, "take")
-    if isinstance(indices, Tracer) or _on_device(indices):
+    if isinstance(indices, Tracer) or on_device(indices):
         if indices.dtype.kind not in "iu":
             raise TypeError(err("take", f"indices must be integers, got a traced or device "
                                         f"array of dtype {indices.dtype}"))
