@@ -46,16 +46,6 @@ def _device_option(p) -> None:
                    "the cuda extra and an NVIDIA GPU; default: %(default)s)")
 
 
-def _on_device(tree, name: str):
-    """``tree`` on the device named by --device (a one-line error when there is none)."""
-    from .._device import as_device, device_put
-    try:
-        device = as_device(name)
-    except (RuntimeError, ValueError, TypeError) as e:
-        raise UserError(f"--device {name}: {e}") from None
-    return tree if device.platform == "cpu" else device_put(tree, device)
-
-
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="top-k classes of images", description="Top-k classes "
                        "of images, preprocessed as the model's pretrained_cfg says (timm's "
@@ -119,7 +109,9 @@ def _run_eval(args) -> int:
     from .. import distributed  # under mpiexec: each rank evaluates its shard, sums reduced
     world, rank = distributed.init(), distributed.rank()
     size = max(min(args.batch_size, len(test)), world)
-    params, state = _on_device((model.params, model.state), args.device)
+    from .._device import device_put
+    from ._run import resolve_device
+    params, state = device_put((model.params, model.state), resolve_device(args.device))
     res = evaluate(model.apply, params, state,
                    progress(batches(test, size, shuffle=False, mean=stats.get("mean"),
                                     std=stats.get("std"), shard=(rank, world)),
@@ -274,13 +266,14 @@ def _run_bench(args) -> int:
     from .. import optim
     if args.batch_size < 1 or args.input_size < 32 or args.repeats < 1:
         raise UserError("--batch-size and --repeats must be >= 1 and --input-size >= 32")
-    from .._device import block_until_ready
+    from .._device import block_until_ready, device_put
+    from ._run import resolve_device
     model = create(args.name)
     x = lrandom.normal(lrandom.key(0), (args.batch_size, 3, args.input_size, args.input_size))
     y = (np.arange(args.batch_size) % 1000).astype(np.int64)
     opt = optim.sgd(1e-3)
-    params, state, xd, opt_state = _on_device(
-        (model.params, model.state, x, opt.init(model.params)), args.device)
+    params, state, xd, opt_state = device_put(
+        (model.params, model.state, x, opt.init(model.params)), resolve_device(args.device))
     fwd = _median_time(lambda: block_until_ready(model.apply(params, xd, state=state)),
                        args.repeats, "forward")
     step = make_train_step(model.apply, opt, donate=False)

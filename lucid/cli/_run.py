@@ -13,7 +13,7 @@ import os
 import time
 
 from .. import random as lrandom
-from .._device import device_get
+from .._device import device_get, device_put
 from ..checkpoint import (CheckpointError, load_checkpoint, restore_leaves, restore_tree,
                           save_checkpoint)
 from ..training import NonFiniteLossError, TrainState, evaluate, make_train_step, step_key
@@ -118,7 +118,7 @@ class Run:
     def start(cls, cfg: RunConfig, out: str, **kw) -> "Run":
         run = cls(cfg, out, **kw)
         params, state = run.model.init(run.keys["init"])
-        run.ts = _on(run.device, TrainState(params, state, run.optimizer.init(params), 0))
+        run.ts = device_put(TrainState(params, state, run.optimizer.init(params), 0), run.device)
         dist.prepare(run)
         return run
 
@@ -136,7 +136,7 @@ class Run:
             opt_state = restore_leaves(run.optimizer.init(params), opt_leaves, "optimizer state")
         except CheckpointError as e:
             raise UserError(f"cannot resume from {path}: {e}") from None
-        run.ts = _on(run.device, TrainState(params, state, opt_state, int(meta["step"])))
+        run.ts = device_put(TrainState(params, state, opt_state, int(meta["step"])), run.device)
         run.epoch, run.batch = int(meta["epoch"]), int(meta["batch"])
         run.history, run.partial = meta["history"], meta["partial"]
         if run.rank != 0:  # the saved sums are global: rank 0 carries them on
@@ -244,25 +244,22 @@ class Run:
                         opt_state=opt_state, meta=meta)   # checkpoints hold host arrays
 
 
-def _device(name: str, world: int):
-    """The device a run trains on ('cpu' or a CUDA device), refused clearly when absent."""
+def resolve_device(name: str):
+    """The :class:`lucid.Device` a ``--device`` names (a one-line error when there is none)."""
     from .._device import as_device
     try:
-        device = as_device(name)
+        return as_device(name)
     except (RuntimeError, ValueError, TypeError) as e:
         raise UserError(f"--device {name}: {e}") from None
+
+
+def _device(name: str, world: int):
+    """The device a run trains on ('cpu' or a CUDA device), refused clearly when absent."""
+    device = resolve_device(name)
     if world > 1 and device.platform != "cpu":
         raise UserError(f"--device {name} under mpiexec: data-parallel training runs on CPU "
                         "ranks only (the all-reduce exchanges host buffers); drop --device")
     return device
-
-
-def _on(device, ts: TrainState) -> TrainState:
-    """The training state on the run's device (a no-op on the CPU)."""
-    if device.platform == "cpu":
-        return ts
-    from .._device import device_put
-    return device_put(ts, device)
 
 
 def _lr_schedule(cfg: RunConfig, steps_per_epoch: int):
