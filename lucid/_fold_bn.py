@@ -90,8 +90,8 @@ def _fold_conv_then_bn(program, uses, i, e, replaced):
     if not _is_eval_bn(e):
         return False
     v = e.inputs[0]
-    j = uses.defined.get(v)
-    if j is None or j in replaced or not uses.only_reader(v, i):
+    j = uses.sole_producer(v, i, replaced)
+    if j is None:
         return False
     conv = program.eqns[j]
     if conv.prim.name != "nn.functional.conv2d" or \
@@ -108,8 +108,8 @@ def _fold_bn_then_layer(program, uses, i, e, replaced):
     if name not in ("nn.functional.linear", "nn.functional.conv2d"):
         return False
     v = e.inputs[0]
-    j = uses.defined.get(v)
-    if j is None or j in replaced or not uses.only_reader(v, i):
+    j = uses.sole_producer(v, i, replaced)
+    if j is None:
         return False
     bn = program.eqns[j]
     if not _is_eval_bn(bn) or not _pays(v, e.inputs[1]):

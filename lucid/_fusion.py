@@ -40,6 +40,14 @@ class _Uses:
     def only_reader(self, v, i) -> bool:
         return v not in self.outputs and self.readers.get(v) == [i]
 
+    def sole_producer(self, v, i, replaced=()):
+        """The index of the equation defining ``v`` when equation ``i`` is its only reader
+        and the definer is not rewritten yet (else None): only then can the two merge."""
+        j = self.defined.get(v)
+        if j is None or j in replaced or not self.only_reader(v, i):
+            return None
+        return j
+
 
 def _prim(name):
     """The primitive registered under ``name`` (imported lazily: lucid.nn imports us)."""
@@ -63,8 +71,8 @@ def _fuse_bias_gelu(program, uses, i, e, replaced):
     if e.prim.name != "nn.functional.gelu":
         return False
     (v,) = e.inputs
-    j = uses.defined.get(v)
-    if j is None or j in replaced or not uses.only_reader(v, i):
+    j = uses.sole_producer(v, i, replaced)
+    if j is None:
         return False
     lin = program.eqns[j]
     if lin.prim.name != "nn.functional.linear" or lin.inputs[2] is None:
@@ -80,8 +88,8 @@ def _fuse_bias_gelu(program, uses, i, e, replaced):
 
 def _scaled_branch(program, uses, t, i):
     """If ``t = y * gamma`` (gamma over the last axis) read only by equation i: (y, gamma, j)."""
-    j = uses.defined.get(t)
-    if j is None or not uses.only_reader(t, i):
+    j = uses.sole_producer(t, i)
+    if j is None:
         return None
     mul = program.eqns[j]
     if mul.prim.name != "multiply" or len(t.aval.shape) < 1:
