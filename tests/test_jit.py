@@ -194,6 +194,15 @@ def test_grad_of_jitted_function_inlines():
         np.testing.assert_array_equal(g, w)
 
 
+
+def _run_in_threads(work, n):
+    """Run ``work(i)`` for i in range(n), each in its own thread, and wait for all."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
 def test_jit_from_two_threads_gives_each_its_own_results():
     jf = lucid.jit(lambda x: lnp.tanh(x) * 2.0)
     xs = [rand(64, 64) for _ in range(8)]
@@ -203,11 +212,7 @@ def test_jit_from_two_threads_gives_each_its_own_results():
         for _ in range(20):
             results[i] = jf(xs[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_in_threads(work, 8)
     for x, r in zip(xs, results):
         np.testing.assert_array_equal(r, lnp.tanh(x) * 2.0)   # eager lucid, same kernels
 
@@ -224,11 +229,7 @@ def test_vjp_from_two_threads_does_not_interfere():
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_in_threads(work, 2)
     assert not errors, errors
     np.testing.assert_array_equal(out[0], [2.0, 2.0, 2.0])
     np.testing.assert_array_equal(out[1], [4.0, 4.0, 4.0])
@@ -250,11 +251,7 @@ def test_fresh_model_called_from_two_threads_initialises_once():
         barrier.wait()
         outs[i] = model(x)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_in_threads(work, 2)
     np.testing.assert_array_equal(outs[0], outs[1])      # one set of parameters
     np.testing.assert_array_equal(outs[0], model(x))
 
@@ -272,11 +269,7 @@ def test_value_and_grad_from_two_threads_no_false_nesting_error():
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _run_in_threads(work, 2)
     assert not errors, errors
     np.testing.assert_allclose(results[0][1], 2.0 * np.ones(4))
     np.testing.assert_allclose(results[1][1], 4.0 * np.ones(4))
